@@ -1,0 +1,203 @@
+"""Atom XML <-> plain objects (RFC 4287, RFC 5023). Pure: bytes in, objects out, and back.
+
+Knows nothing of HTTP or SQL. The parser never loads DTDs, entities or anything from the network.
+"""
+
+from lxml import etree
+
+from atommq.errors import BadRequest
+from atommq.model import Draft, Feed, Message, Page
+
+ATOM = "http://www.w3.org/2005/Atom"
+APP = "http://www.w3.org/2007/app"
+XHTML = "http://www.w3.org/1999/xhtml"
+DEFAULT_AUTHOR = "AtomMQ"
+ENTRY_TYPE = "application/atom+xml;type=entry"
+TEXT_TYPES = ("", "text", "html")
+
+_A = "{%s}" % ATOM
+_NSMAP = {None: ATOM}
+
+# resolve_entities=False: no entity is ever expanded (no XXE, no billion laughs);
+# no_network and load_dtd=False: nothing is fetched; huge_tree=False keeps libxml2's depth and
+# size limits (nesting deeper than 256 levels is refused).
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    collect_ids=False,
+)
+
+
+def is_xml_media_type(media_type: str) -> bool:
+    """RFC 4287 4.1.3.3 item 4: XML media types are those ending in +xml or /xml."""
+    base = media_type.split(";", 1)[0].strip().lower()
+    return base.endswith(("+xml", "/xml"))
+
+
+def _is_text_media_type(media_type: str) -> bool:
+    return media_type.split(";", 1)[0].strip().lower().startswith("text/")
+
+
+def parse_entry(body: bytes) -> Draft:
+    """An Atom entry document, with or without the Atom namespace, as a Draft."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8") from None
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as error:
+        raise BadRequest(f"the body is not well-formed XML: {error.msg}") from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.doctype:
+        raise BadRequest("the body has a DOCTYPE; DTDs and entity declarations are not accepted")
+    namespace = etree.QName(root).namespace
+    if etree.QName(root).localname != "entry" or namespace not in (None, ATOM):
+        raise BadRequest(f"the body is a <{etree.QName(root).localname}>, not an Atom <entry>")
+    prefix = _A if namespace else ""
+
+    content = _only_child(root, prefix + "content")
+    if content is None:
+        raise BadRequest("the entry has no <content>; put the message in <content>")
+    if content.get("src") is not None:
+        raise BadRequest("<content src=...> is not supported; put the message inside <content>")
+    content_type = content.get("type", "")
+    title = _only_child(root, prefix + "title")
+    title_text, title_type = ("", "") if title is None else _text_construct(title, "title")
+    if content_type in TEXT_TYPES or content_type == "xhtml":
+        content_text, content_type = _text_construct(content, "content")
+    elif is_xml_media_type(content_type):
+        content_text = _inner_xml(content)
+    else:
+        if len(content):
+            raise BadRequest(f'<content type="{content_type}"> must hold text, not elements')
+        content_text = content.text or ""
+
+    author = None
+    author_element = _only_child(root, prefix + "author")
+    if author_element is not None:
+        name = _only_child(author_element, prefix + "name")
+        if name is None or not (name.text or "").strip():
+            raise BadRequest("<author> needs a non-empty <name>")
+        author = name.text
+    return Draft(title_text, title_type, content_text, content_type, author)
+
+
+def _only_child(parent: etree._Element, tag: str) -> etree._Element | None:
+    found = parent.findall(tag)
+    if len(found) > 1:
+        raise BadRequest(f"the entry has {len(found)} <{etree.QName(tag).localname}> elements; send one")
+    return found[0] if found else None
+
+
+def _text_construct(element: etree._Element, name: str) -> tuple[str, str]:
+    """RFC 4287 3.1: text and html hold text only; xhtml holds exactly one XHTML div."""
+    kind = element.get("type", "")
+    if kind in TEXT_TYPES:
+        if len(element):
+            raise BadRequest(
+                f'<{name}> of type "{kind or "text"}" must not contain elements; '
+                'escape the markup or use type="xhtml"'
+            )
+        return element.text or "", kind
+    if kind == "xhtml":
+        children = list(element)
+        stray = (element.text or "").strip() or any((c.tail or "").strip() for c in children)
+        if len(children) != 1 or children[0].tag != "{%s}div" % XHTML or stray:
+            raise BadRequest(f'<{name} type="xhtml"> must hold exactly one <div xmlns="{XHTML}">')
+        return _inner_xml(element), kind
+    raise BadRequest(f'<{name} type="{kind}"> is not allowed; use text, html or xhtml')
+
+
+def _inner_xml(element: etree._Element) -> str:
+    """The element's content (text, children and their tails) as XML text, namespaces included."""
+    parts = [_escape(element.text or "")]
+    parts.extend(etree.tostring(child, encoding="unicode", with_tail=True) for child in element)
+    return "".join(parts)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _set_inner_xml(element: etree._Element, inner: str) -> None:
+    wrapper = etree.fromstring(f"<w>{inner}</w>", _PARSER)
+    element.text = wrapper.text
+    element.extend(list(wrapper))
+
+
+def _add_text(parent: etree._Element, tag: str, text: str) -> etree._Element:
+    element = etree.SubElement(parent, tag)
+    element.text = text
+    return element
+
+
+def _add_construct(parent: etree._Element, tag: str, text: str, kind: str) -> None:
+    element = etree.SubElement(parent, tag)
+    if kind:
+        element.set("type", kind)
+    if kind == "xhtml" or (kind not in TEXT_TYPES and is_xml_media_type(kind)):
+        _set_inner_xml(element, text)
+    else:
+        element.text = text
+
+
+def _add_entry(parent: etree._Element | None, message: Message, default_author: bool) -> etree._Element:
+    tag = _A + "entry"
+    entry = etree.Element(tag, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, tag)
+    draft = message.draft
+    _add_text(entry, _A + "id", message.id)
+    _add_construct(entry, _A + "title", draft.title, draft.title_type)
+    _add_text(entry, _A + "updated", message.updated)
+    _add_text(entry, _A + "published", message.published)
+    if draft.author is not None or default_author:
+        author = etree.SubElement(entry, _A + "author")
+        _add_text(author, _A + "name", draft.author or DEFAULT_AUTHOR)
+    _add_construct(entry, _A + "content", draft.content, draft.content_type)
+    return entry
+
+
+def _serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def render_entry(message: Message) -> bytes:
+    """A standalone entry document; it names an author, as RFC 4287 4.1.2 requires."""
+    return _serialize(_add_entry(None, message, default_author=True))
+
+
+def _add_link(parent: etree._Element, rel: str, href: str, media_type: str = "") -> None:
+    link = etree.SubElement(parent, _A + "link", rel=rel, href=href)
+    if media_type:
+        link.set("type", media_type)
+
+
+def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
+    """One page of a feed, oldest message first; rel="next" when more remain (RFC 5005 3)."""
+    feed = etree.Element(_A + "feed", nsmap=_NSMAP)
+    _add_text(feed, _A + "id", page.feed.id)
+    _add_text(feed, _A + "title", page.feed.name)
+    _add_text(feed, _A + "updated", page.feed.updated)
+    author = etree.SubElement(feed, _A + "author")
+    _add_text(author, _A + "name", DEFAULT_AUTHOR)
+    _add_link(feed, "self", self_href, "application/atom+xml;type=feed")
+    if next_href is not None:
+        _add_link(feed, "next", next_href, "application/atom+xml;type=feed")
+    for message in page.messages:
+        _add_entry(feed, message, default_author=False)
+    return _serialize(feed)
+
+
+def render_service(feeds: list[tuple[Feed, str]]) -> bytes:
+    """An AtomPub service document (RFC 5023 8) with one collection per (feed, href)."""
+    service = etree.Element("{%s}service" % APP, nsmap={None: APP, "atom": ATOM})
+    workspace = etree.SubElement(service, "{%s}workspace" % APP)
+    _add_text(workspace, _A + "title", "AtomMQ")
+    for feed, href in feeds:
+        collection = etree.SubElement(workspace, "{%s}collection" % APP, href=href)
+        _add_text(collection, _A + "title", feed.name)
+        _add_text(collection, "{%s}accept" % APP, ENTRY_TYPE)
+    return _serialize(service)

@@ -1,0 +1,136 @@
+"""Settings: defaults, then an INI file (its path in ATOMMQ_CONFIG), then ATOMMQ_* variables.
+
+Knows nothing of HTTP, XML or SQL. A bad value raises ConfigError naming the setting and value.
+"""
+
+import configparser
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from atommq.errors import ConfigError
+
+SECTION = "atommq"
+
+
+def default_database_url() -> str:
+    # A SQLite file in the user's data folder: never under a web root, created on first use.
+    # expanduser() falls back to the password database when a CGI server gives no HOME.
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return "sqlite:///" + os.path.join(data, "atommq", "atommq.db")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Any SQLAlchemy URL; the default is a SQLite file in ~/.local/share/atommq/.
+    database_url: str = dataclasses.field(default_factory=default_database_url)
+    # Most messages one feed page holds; a consumer follows rel="next" for the rest.
+    page_size: int = 1000
+    # Largest request body accepted; anything longer is refused with 413 and not stored.
+    max_body_bytes: int = 1024 * 1024
+    # File that errors and tracebacks are appended to; empty means the web server's error log.
+    log_file: str = ""
+    # Least severe level that is logged: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    log_level: str = "WARNING"
+    # Public URL of the mount point (https://example.org/atommq) when a proxy hides it; empty
+    # means links are built from the request (Host and SCRIPT_NAME).
+    base_url: str = ""
+
+
+def _positive_int(name: str, value: str, largest: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"setting {name}: {value!r} is not a whole number") from None
+    if not 1 <= number <= largest:
+        raise ConfigError(f"setting {name}: {value!r} is out of range; use 1 to {largest}")
+    return number
+
+
+def _check(raw: dict[str, str]) -> Config:
+    values: dict[str, object] = dict(raw)
+    if "database_url" in raw:
+        url = raw["database_url"].strip()
+        if "://" not in url:
+            raise ConfigError(
+                f"setting database_url: {url!r} is not a database URL; "
+                "use e.g. sqlite:////var/lib/atommq/atommq.db"
+            )
+        values["database_url"] = url
+    if "page_size" in raw:
+        values["page_size"] = _positive_int("page_size", raw["page_size"], 100_000)
+    if "max_body_bytes" in raw:
+        values["max_body_bytes"] = _positive_int("max_body_bytes", raw["max_body_bytes"], 2**31)
+    if "log_level" in raw:
+        level = raw["log_level"].strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(
+                f"setting log_level: {raw['log_level']!r} is not one of "
+                "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            )
+        values["log_level"] = level
+    if raw.get("base_url"):
+        base = raw["base_url"].strip().rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError(f"setting base_url: {raw['base_url']!r} must start with http(s)://")
+        values["base_url"] = base
+    return Config(**values)  # type: ignore[arg-type]
+
+
+NAMES = tuple(field.name for field in dataclasses.fields(Config))
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, str] = {}
+    path = env.get("ATOMMQ_CONFIG", "")
+    if path:
+        raw.update(_read_ini(path))
+    for name in NAMES:
+        if f"ATOMMQ_{name.upper()}" in env:
+            raw[name] = env[f"ATOMMQ_{name.upper()}"]
+    return _check(raw)
+
+
+def _read_ini(path: str) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as file:
+            parser.read_file(file)
+    except OSError as error:
+        raise ConfigError(f"setting ATOMMQ_CONFIG: cannot read {path!r}: {error.strerror}") from None
+    except configparser.Error as error:
+        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} is not a valid INI file: {error}") from None
+    if not parser.has_section(SECTION):
+        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} has no [{SECTION}] section")
+    section = dict(parser.items(SECTION))
+    unknown = sorted(set(section) - set(NAMES))
+    if unknown:
+        raise ConfigError(
+            f"setting {unknown[0]} in {path!r} is unknown; the settings are {', '.join(NAMES)}"
+        )
+    return section
+
+
+def configure_logging(config: Config) -> logging.Logger:
+    """The 'atommq' logger, writing to log_file when one is set (else records go nowhere and
+    the app writes its errors to the web server's error stream, wsgi.errors)."""
+    logger = logging.getLogger("atommq")
+    logger.setLevel(config.log_level)
+    if config.log_file and not any(
+        getattr(h, "baseFilename", None) == str(Path(config.log_file).resolve())
+        for h in logger.handlers
+    ):
+        try:
+            handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"setting log_file: cannot open {config.log_file!r}: {error.strerror}"
+            ) from None
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger

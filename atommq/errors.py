@@ -1,0 +1,59 @@
+"""The error tree. Each class owns its HTTP status; only `app` turns one into a response.
+
+    AtomMQError                 500  (never raised directly)
+    +-- BadRequest              400  malformed entry, bad feed name, bad parameter
+    |   +-- UnknownCursor       400  start_after/start_at names no message of this feed
+    +-- NotFound                404  no such feed or message
+    +-- MethodNotAllowed        405  carries the allowed methods
+    +-- LengthRequired          411  (dev server only) chunked body it cannot read
+    +-- BodyTooLarge            413  body over max_body_bytes
+    +-- StoreUnavailable        503  database locked or unreachable; try again later
+
+ConfigError is apart: it stops the app at start-up and never reaches a client.
+"""
+
+
+class AtomMQError(Exception):
+    status = "500 Internal Server Error"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(AtomMQError):
+    status = "400 Bad Request"
+
+
+class UnknownCursor(BadRequest):
+    pass
+
+
+class NotFound(AtomMQError):
+    status = "404 Not Found"
+
+
+class MethodNotAllowed(AtomMQError):
+    status = "405 Method Not Allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"method {method} is not allowed here; use {', '.join(allowed)}")
+        self.headers = (("Allow", ", ".join(allowed)),)
+
+
+class LengthRequired(AtomMQError):
+    status = "411 Length Required"
+
+
+class BodyTooLarge(AtomMQError):
+    status = "413 Content Too Large"
+
+
+class StoreUnavailable(AtomMQError):
+    status = "503 Service Unavailable"
+    headers = (("Retry-After", "1"),)
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the setting and the value."""

@@ -1,0 +1,270 @@
+"""Plain objects <-> SQL, through dataset (SQLAlchemy underneath). No HTTP, no XML.
+
+Every request's work runs in one transaction (`Store.transaction`), reads included. Within a
+feed, messages are numbered by a per-feed counter that publishers bump under the feed row's
+lock, so the order of messages is their commit order and a polling consumer never skips one.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dataset
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
+from atommq.model import Draft, Feed, Message, Page
+
+log = logging.getLogger("atommq")
+
+_BIG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+METADATA = sa.MetaData()
+FEEDS = sa.Table(
+    "atommq_feeds",
+    METADATA,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("uuid", sa.String(36), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("updated", sa.String(32), nullable=False),
+)
+# The primary key (feed_pk, seq) is the index that keeps a page read O(page size). Constraints
+# are declared inline so that each table is created by one atomic CREATE TABLE.
+MESSAGES = sa.Table(
+    "atommq_messages",
+    METADATA,
+    sa.Column("feed_pk", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("title", _BIG_TEXT, nullable=False),
+    sa.Column("title_type", sa.String(255), nullable=False),
+    sa.Column("content", _BIG_TEXT, nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("author", _BIG_TEXT, nullable=True),
+    sa.Column("published", sa.String(32), nullable=False),
+    sa.Column("updated", sa.String(32), nullable=False),
+)
+_MESSAGE_COLUMNS = (
+    MESSAGES.c.uuid,
+    MESSAGES.c.title,
+    MESSAGES.c.title_type,
+    MESSAGES.c.content,
+    MESSAGES.c.content_type,
+    MESSAGES.c.author,
+    MESSAGES.c.published,
+    MESSAGES.c.updated,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page starts: the feed, and the seq after which its messages come."""
+
+    feed: Feed
+    version: str  # opaque: changes whenever a page from here would change
+    feed_pk: int
+    after: int
+
+
+def _urn(uuid: str) -> str:
+    return "urn:uuid:" + uuid
+
+
+def _message(feed: str, row: Any) -> Message:
+    uuid, title, title_type, content, content_type, author, published, updated = row
+    draft = Draft(title, title_type, content, content_type, author)
+    return Message(_urn(uuid), feed, draft, published, updated)
+
+
+def message_uuid(message_id: str) -> str:
+    """The uuid part of a message id; clients may give the urn:uuid: form or the bare uuid."""
+    return message_id[9:] if message_id.lower().startswith("urn:uuid:") else message_id
+
+
+class Session:
+    """The work of one request, inside one transaction."""
+
+    def __init__(self, connection: sa.Connection, dialect: str) -> None:
+        self._conn = connection
+        self._dialect = dialect
+
+    def _feed_row(self, name: str) -> Any:
+        query = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated)
+        row = self._conn.execute(query.where(FEEDS.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
+        return row
+
+    def append(self, name: str, draft: Draft, uuid: str, feed_uuid: str, now: str) -> Message:
+        """Store a message at the end of a feed, creating the feed if it is new."""
+        # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
+        # so publishers to one feed are serialised and seq follows commit order.
+        bump = (
+            FEEDS.update()
+            .where(FEEDS.c.name == name)
+            .values(last_seq=FEEDS.c.last_seq + 1, updated=now)
+        )
+        if self._conn.execute(bump).rowcount == 0:
+            self._conn.execute(self._insert_feed_if_missing(name, feed_uuid, now))
+            self._conn.execute(bump)
+        row = self._conn.execute(
+            sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)
+        ).one()
+        values = {
+            "feed_pk": row.pk,
+            "seq": row.last_seq,
+            "uuid": uuid,
+            "title": draft.title,
+            "title_type": draft.title_type,
+            "content": draft.content,
+            "content_type": draft.content_type,
+            "author": draft.author,
+            "published": now,
+            "updated": now,
+        }
+        self._conn.execute(MESSAGES.insert().values(values))
+        return Message(_urn(uuid), name, draft, now, now)
+
+    def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
+        # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
+        values = {"name": name, "uuid": feed_uuid, "last_seq": 0, "updated": now}
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(FEEDS).values(values).on_conflict_do_nothing()
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(FEEDS).values(values).on_conflict_do_nothing()
+        if self._dialect in ("mysql", "mariadb"):
+            return FEEDS.insert().prefix_with("IGNORE").values(values)
+        return FEEDS.insert().values(values)
+
+    def locate(self, name: str, cursor: str | None, inclusive: bool) -> Position:
+        """The feed and the place a page starts: after (or at) the message `cursor`."""
+        pk, uuid, last_seq, updated = self._feed_row(name)
+        after = 0
+        if cursor is not None:
+            seq = self._conn.execute(
+                sa.select(MESSAGES.c.seq).where(
+                    MESSAGES.c.feed_pk == pk, MESSAGES.c.uuid == message_uuid(cursor)
+                )
+            ).scalar()
+            if seq is None:
+                raise UnknownCursor(f"feed {name!r} has no message with id {cursor!r}")
+            after = seq - 1 if inclusive else seq
+        feed = Feed(name, _urn(uuid), updated)
+        return Position(feed, f"{pk}.{last_seq}.{after}", pk, after)
+
+    def read(self, position: Position, limit: int) -> Page:
+        """Up to `limit` messages from `position`, oldest first."""
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(MESSAGES.c.feed_pk == position.feed_pk, MESSAGES.c.seq > position.after)
+            .order_by(MESSAGES.c.seq)
+            .limit(limit + 1)
+        )
+        rows = self._conn.execute(query).all()
+        name = position.feed.name
+        messages = [_message(name, row) for row in rows[:limit]]
+        return Page(position.feed, messages, len(rows) > limit, position.version)
+
+    def message(self, name: str, message_id: str) -> Message:
+        pk = self._feed_row(name).pk
+        row = self._conn.execute(
+            sa.select(*_MESSAGE_COLUMNS).where(
+                MESSAGES.c.feed_pk == pk, MESSAGES.c.uuid == message_uuid(message_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
+        return _message(name, row)
+
+    def feeds(self) -> list[Feed]:
+        query = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
+        return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
+
+
+class Store:
+    """One per process. Thread-safe: dataset gives each thread its own connection."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        engine_kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 5}
+        statements = []
+        if url.startswith("sqlite"):
+            self._make_sqlite_folder(url)
+            # FULL makes every acknowledged message durable; WAL (dataset's default) lets
+            # readers run beside the one writer; the busy timeout makes writers queue.
+            statements = ["PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"]
+        else:
+            engine_kwargs["pool_pre_ping"] = True
+        self._db = dataset.connect(
+            url,
+            ensure_schema=False,
+            engine_kwargs=engine_kwargs,
+            on_connect_statements=statements,
+        )
+        assert self._db.engine is not None
+        self.dialect = self._db.engine.dialect.name
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    @staticmethod
+    def _make_sqlite_folder(url: str) -> None:
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            folder = os.path.dirname(os.path.abspath(path))
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+
+    def _ensure_schema(self) -> None:
+        """Create the tables on first use; safe when several processes start at once."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            for attempt in range(5):
+                try:
+                    METADATA.create_all(self._db.engine, checkfirst=True)
+                    break
+                except sa.exc.DBAPIError:
+                    # Another process created a table between our check and our CREATE.
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            self._schema_ready = True
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            self._ensure_schema()
+            with self._db:
+                yield Session(self._db.executable, self.dialect)
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
+            # A failed statement or COMMIT can leave the driver connection unusable, and
+            # dataset's rollback does not reach it: throw the connection away.
+            self._discard_connection()
+            if isinstance(error, sa.exc.OperationalError | sa.exc.TimeoutError):
+                log.warning("database unavailable: %s", error)
+                raise StoreUnavailable(
+                    "the database is busy or unreachable; try again shortly"
+                ) from error
+            raise
+
+    def _discard_connection(self) -> None:
+        with self._db.lock:
+            connection = self._db.connections.pop(threading.get_ident(), None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+                connection.close()
+        if hasattr(self._db.local, "tx"):
+            self._db.local.tx = []
+
+    def close(self) -> None:
+        self._db.close()
