@@ -1,0 +1,5 @@
+import sys
+
+from atommq.cli import main
+
+sys.exit(main())

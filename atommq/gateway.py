@@ -1,0 +1,104 @@
+"""The two ways a web server runs AtomMQ: as a CGI script and as a FastCGI server (flup).
+
+Each builds the app from the configuration and hands it to the gateway; the scripts in
+cgi-bin/ are a few lines that call these.
+"""
+
+import os
+import stat
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from atommq import config
+from atommq.errors import ConfigError
+
+CGI_USAGE = """\
+atommq.cgi is a CGI script: a web server runs it for each request, with the request in its
+environment (REQUEST_METHOD, PATH_INFO, ...). Point your server's CGI at it; see README.md.
+To try AtomMQ without a web server, run: python3 -m atommq serve
+"""
+
+FASTCGI_USAGE = """\
+usage: atommq.fcgi [SOCKET_PATH | HOST:PORT]
+
+A FastCGI server. A web server that spawns it (lighttpd's bin-path, Apache's mod_fcgid) hands it
+its listening socket on standard input: no argument is needed then. Started by hand, give the
+unix socket path or the HOST:PORT to listen on, e.g. atommq.fcgi /run/atommq/atommq.sock
+"""
+
+# flup's worker threads; each holds at most one database connection (the pool has room for all).
+FASTCGI_THREADS = 8
+
+
+def _misconfigured(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = b"AtomMQ is not configured correctly; the server's error log says why\n"
+    start_response(
+        "500 Internal Server Error",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def run_cgi() -> int:
+    if "REQUEST_METHOD" not in os.environ:
+        sys.stderr.write(CGI_USAGE)
+        return 2
+    from wsgiref.handlers import CGIHandler
+
+    from atommq.app import make_app
+
+    try:
+        app: Any = make_app(config.load())
+    except ConfigError as error:
+        sys.stderr.write(f"AtomMQ: {error}\n")
+        app = _misconfigured
+    CGIHandler().run(app)
+    return 0
+
+
+def parse_bind(text: str) -> str | tuple[Any, ...]:
+    """A unix socket path, or HOST:PORT ([::1]:PORT for IPv6), as flup's bindAddress."""
+    host, colon, port = text.rpartition(":")
+    if not colon or "/" in text or not port.isdigit():
+        return text
+    if host.startswith("[") and host.endswith("]"):
+        return (host[1:-1], int(port), 0, 0)
+    return (host, int(port))
+
+
+def _stdin_is_socket() -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(0).st_mode)
+    except OSError:
+        return False
+
+
+def run_fastcgi(argv: list[str]) -> int:
+    if any(arg in ("-h", "--help") for arg in argv) or len(argv) > 1:
+        sys.stdout.write(FASTCGI_USAGE)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv:
+        bind: str | tuple[Any, ...] | None = parse_bind(argv[0])
+    elif _stdin_is_socket():
+        bind = None  # spawned by the web server: the listening socket is fd 0
+    else:
+        sys.stderr.write(FASTCGI_USAGE)
+        return 2
+    from flup.server.fcgi import WSGIServer
+
+    from atommq.app import make_app
+    from atommq.store import Store
+
+    try:
+        settings = config.load()
+        app = make_app(settings, store=Store(settings.database_url, pool_size=FASTCGI_THREADS))
+    except ConfigError as error:
+        sys.stderr.write(f"AtomMQ: {error}\n")
+        return 2
+    # debug=False: flup's debug pages leak tracebacks to clients; our app never raises anyway.
+    server = WSGIServer(
+        app, bindAddress=bind, debug=False, maxThreads=FASTCGI_THREADS, multiprocess=True
+    )
+    server.run()
+    return 0

@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""AtomMQ as a FastCGI server (flup). Copy cgi-bin/ and atommq/ side by side; see README.md."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+from atommq.gateway import run_fastcgi  # noqa: E402
+
+sys.exit(run_fastcgi(sys.argv[1:]))
