@@ -16,14 +16,15 @@ from typing import Any
 
 import dataset
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page
 
 log = logging.getLogger("atommq")
 
-_BIG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
+# (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
+_BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
 METADATA = sa.MetaData()
 FEEDS = sa.Table(
     "atommq_feeds",

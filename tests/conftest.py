@@ -1,0 +1,279 @@
+"""Fixtures: one behaviour suite, run over every transport a user has.
+
+`client` is parametrized over:
+  wsgi     the app in-process, wrapped in wsgiref.validate (PEP 3333 conformance checked)
+  cgi      the real cgi-bin/atommq.cgi, run as a subprocess per request, as a web server does
+  fastcgi  the real cgi-bin/atommq.fcgi, serving a unix socket, spoken to over FastCGI
+Each client has its own SQLite file and log file in tmp_path. Every Atom or AtomPub document a
+client receives is validated against the RFC schemas; every error must be one line of text.
+"""
+
+import io
+import os
+import subprocess
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from wsgiref.validate import validator
+
+import pytest
+from lxml import etree, isoschematron
+
+import fastcgi_client
+
+ROOT = Path(__file__).resolve().parent.parent
+CGI_SCRIPT = ROOT / "cgi-bin" / "atommq.cgi"
+FCGI_SCRIPT = ROOT / "cgi-bin" / "atommq.fcgi"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+PREFIX = "/atommq"
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+ATOM_NS = {"a": "http://www.w3.org/2005/Atom", "app": "http://www.w3.org/2007/app"}
+_ATOM = etree.RelaxNG(etree.parse(str(SCHEMAS / "atom.rng")))
+_ATOM_RULES = isoschematron.Schematron(etree.parse(str(SCHEMAS / "atom-rfc4287-rules.sch")))
+_APP = etree.RelaxNG(etree.parse(str(SCHEMAS / "app.rng")))
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when something the test needs is missing; in CI, fail instead."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"CI needs this, and it is missing: {reason}")
+        pytest.skip(reason)
+
+
+def validate(content_type: str, body: bytes) -> None:
+    """Assert that an emitted document is valid Atom (RFC 4287) or AtomPub (RFC 5023)."""
+    document = etree.fromstring(body)
+    if content_type.startswith("application/atom+xml"):
+        assert _ATOM.validate(document), _ATOM.error_log
+        assert _ATOM_RULES.validate(document), _ATOM_RULES.error_log
+    elif content_type.startswith("application/atomsvc+xml"):
+        assert _APP.validate(document), _APP.error_log
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def xml(self) -> Any:
+        return etree.fromstring(self.body)
+
+    def entries(self) -> list[Any]:
+        return self.xml().findall("a:entry", ATOM_NS)
+
+    def ids(self) -> list[str]:
+        return [e.findtext("a:id", namespaces=ATOM_NS) for e in self.entries()]
+
+    def link(self, rel: str) -> str | None:
+        found = self.xml().find(f"a:link[@rel='{rel}']", ATOM_NS)
+        return None if found is None else found.get("href")
+
+
+def _parse_cgi_output(output: bytes) -> Response:
+    head, separator, body = output.partition(b"\r\n\r\n")
+    if not separator:
+        head, _, body = output.partition(b"\n\n")
+    headers: dict[str, str] = {}
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    status = int(headers.pop("status", "200").split()[0])
+    return Response(status, headers, body)
+
+
+@dataclass
+class Client:
+    """Speaks to AtomMQ mounted at /atommq on http://localhost, through one transport."""
+
+    transport: str
+    tmp: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    _app: Any = None
+    _server: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "ATOMMQ_DATABASE_URL": f"sqlite:///{self.tmp}/atommq.db",
+            "ATOMMQ_LOG_FILE": str(self.tmp / "atommq.log"),
+            **self.settings,
+        }
+
+    @property
+    def log(self) -> str:
+        path = self.tmp / "atommq.log"
+        return path.read_text("utf-8") if path.exists() else ""
+
+    def request(self, method: str, target: str, body: bytes = b"",
+                headers: dict[str, str] | None = None, send_length: bool = True) -> Response:
+        """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL."""
+        parts = urlsplit(target)
+        path = unquote(parts.path, errors="strict")
+        if parts.scheme:
+            assert path.startswith(PREFIX), f"{target} is not under {PREFIX}"
+            path = path[len(PREFIX):]
+        meta = {
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "REQUEST_METHOD": method,
+            "SCRIPT_NAME": PREFIX,
+            "PATH_INFO": path,
+            "QUERY_STRING": parts.query,
+            "REQUEST_URI": PREFIX + target if not parts.scheme else parts.path,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "SERVER_SOFTWARE": "atommq-tests",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "localhost",
+        }
+        for name, value in (headers or {}).items():
+            key = name.upper().replace("-", "_")
+            meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
+        if body and send_length:
+            meta["CONTENT_LENGTH"] = str(len(body))
+        response = getattr(self, "_via_" + self.transport)(meta, body)
+        self._check(method, response)
+        return response
+
+    def get(self, target: str, **headers: str) -> Response:
+        return self.request("GET", target, headers={k.replace("_", "-"): v for k, v in headers.items()})
+
+    def post(self, target: str, body: bytes | str,
+             content_type: str = "application/x-www-form-urlencoded") -> Response:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        return self.request("POST", target, data, {"Content-Type": content_type})
+
+    def publish(self, feed: str, text: str, title: str = "t") -> Response:
+        entry = f"<entry><title>{title}</title><content>{text}</content></entry>"
+        response = self.post(f"/feed={feed}", entry)
+        assert response.status == 201, response.text
+        return response
+
+    @staticmethod
+    def _check(method: str, response: Response) -> None:
+        content_type = response.headers.get("content-type", "")
+        if response.status == 304:
+            assert response.body == b""
+        elif response.status >= 400:
+            assert content_type.startswith("text/plain"), content_type
+            if method != "HEAD":
+                assert response.body.endswith(b"\n") and response.body.count(b"\n") == 1, response.body
+                assert b"Traceback" not in response.body
+        elif method != "HEAD" and response.body:
+            validate(content_type, response.body)
+
+    def _via_wsgi(self, meta: dict[str, str], body: bytes) -> Response:
+        if self._app is None:
+            from atommq import config
+            from atommq.app import make_app
+
+            self._app = validator(make_app(config.load(self.env)))
+        environ: dict[str, Any] = {
+            k: v.encode("utf-8").decode("latin-1") for k, v in meta.items()
+        }
+        environ.update({
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        })
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        result = self._app(environ, start_response)
+        try:
+            data = b"".join(result)
+        finally:
+            result.close()
+        headers = {k.lower(): v for k, v in captured["headers"]}
+        return Response(int(captured["status"].split()[0]), headers, data)
+
+    def _via_cgi(self, meta: dict[str, str], body: bytes) -> Response:
+        environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env, **meta}
+        done = subprocess.run([str(CGI_SCRIPT)], input=body, env=environ,
+                              capture_output=True, timeout=60)
+        if done.stderr:
+            (self.tmp / "cgi-stderr.log").open("ab").write(done.stderr)
+        return _parse_cgi_output(done.stdout)
+
+    def _via_fastcgi(self, meta: dict[str, str], body: bytes) -> Response:
+        if self._server is None:
+            # A short path: unix socket paths are limited to 107 bytes, tmp_path can be longer.
+            self._server = FastCGIServer(Path(tempfile.mkdtemp(prefix="amq")) / "s", self.env, self.tmp)
+        stdout, _ = fastcgi_client.request(str(self._server.socket), meta, body)
+        return _parse_cgi_output(stdout)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+class FastCGIServer:
+    """The real atommq.fcgi, started by hand on a unix socket."""
+
+    def __init__(self, socket: Path, env: dict[str, str], tmp: Path) -> None:
+        self.socket = socket
+        self.stderr = (tmp / "fcgi-stderr.log").open("wb")
+        self.process = subprocess.Popen([str(FCGI_SCRIPT), str(socket)],
+                                        env={**os.environ, **env}, stderr=self.stderr)
+        deadline = time.monotonic() + 20
+        while not socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"atommq.fcgi did not start: {(tmp / 'fcgi-stderr.log').read_text()}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+
+TRANSPORTS = ("wsgi", "cgi", "fastcgi")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_client(transport: str, tmp_path: Path) -> Iterator[Callable[..., Client]]:
+    """make_client(page_size="3", ...) -> a Client whose server has those ATOMMQ_* settings."""
+    clients: list[Client] = []
+
+    def make(**settings: str) -> Client:
+        folder = tmp_path / f"client{len(clients)}"
+        folder.mkdir()
+        env = {f"ATOMMQ_{k.upper()}": v for k, v in settings.items()}
+        clients.append(Client(transport, folder, env))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Client]) -> Client:
+    return make_client()

@@ -1,0 +1,137 @@
+"""Publishing: what a publisher sends comes back exactly, with the answer AtomPub clients expect."""
+
+import base64
+import re
+
+import pytest
+from lxml import etree
+
+from conftest import ATOM_NS, PREFIX
+
+ATOM = "http://www.w3.org/2005/Atom"
+SEED_EXAMPLE = "<entry><title>allo</title><content>an important message</content></entry>"
+
+
+def inner(element) -> str:
+    """An element's content as XML text, for comparing what was sent with what came back."""
+    # Exclusive C14N: namespace declarations inherited from the feed do not count.
+    children = (etree.tostring(c, method="c14n", exclusive=True).decode() for c in element)
+    return (element.text or "") + "".join(children)
+
+
+def test_seed_curl_example_is_created_with_location_etag_and_entry(client):
+    response = client.post("/feed=widgets", SEED_EXAMPLE)  # curl -d: form-encoded, no namespace
+    assert response.status == 201
+    assert response.headers["content-type"] == "application/atom+xml;type=entry"
+    location = response.headers["location"]
+    assert re.fullmatch(r"http://localhost/atommq/feed=widgets/entry=[0-9a-f-]{36}", location)
+    entry = response.xml()
+    message_id = entry.findtext("a:id", namespaces=ATOM_NS)
+    assert re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", message_id)
+    assert location.endswith(message_id.removeprefix("urn:uuid:"))
+    assert response.headers["etag"] == f'"{message_id.removeprefix("urn:uuid:")}"'
+    assert entry.findtext("a:title", namespaces=ATOM_NS) == "allo"
+    assert entry.findtext("a:content", namespaces=ATOM_NS) == "an important message"
+    assert entry.find("a:content", ATOM_NS).get("type") is None
+    assert entry.findtext("a:updated", namespaces=ATOM_NS) == entry.findtext("a:published", namespaces=ATOM_NS)
+
+
+def test_location_serves_the_stored_entry_and_its_etag(client):
+    posted = client.post("/feed=widgets", SEED_EXAMPLE)
+    fetched = client.get(posted.headers["location"])
+    assert fetched.status == 200
+    assert fetched.body == posted.body
+    assert fetched.headers["etag"] == posted.headers["etag"]
+    assert client.get(posted.headers["location"], If_None_Match=posted.headers["etag"]).status == 304
+
+
+@pytest.mark.parametrize(
+    ("title", "content"),
+    [
+        ("<title>plain</title>", "<content>an important message</content>"),
+        ('<title type="text">typed</title>', '<content type="text">  spaced\n  lines  </content>'),
+        ('<title type="html">&lt;b&gt;bold&lt;/b&gt;</title>', '<content type="html">&lt;p&gt;a &amp;amp; b&lt;/p&gt;</content>'),
+        ('<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div></title>',
+         '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p class="c">Hi &amp; <i>bye</i></p></div></content>'),
+        ("<title>xml</title>", '<content type="application/vnd.widget+xml"><w:order xmlns:w="urn:w" w:n="1">3 <w:x/></w:order></content>'),
+        ("<title>csv</title>", '<content type="text/csv">a,b\n1,2\n</content>'),
+        ("<title>binary</title>", f'<content type="application/octet-stream">{base64.b64encode(bytes(range(256))).decode()}</content>'),
+        ("<title>Grüße, 世界</title>", "<content>naïve café ☕ 𝄞</content>"),
+        ("", "<content>no title at all</content>"),
+    ],
+    ids=["text", "typed-text", "html", "xhtml", "xml-media", "text-media", "base64-media", "non-ascii", "no-title"],
+)
+@pytest.mark.parametrize("namespaced", [False, True], ids=["bare", "atom-ns"])
+def test_message_comes_back_exactly_as_sent(client, title, content, namespaced):
+    xmlns = f' xmlns="{ATOM}"' if namespaced else ""
+    sent = etree.fromstring(f"<entry{xmlns}>{title}{content}</entry>")
+    prefix = "a:" if namespaced else ""
+    ns = ATOM_NS if namespaced else None
+    response = client.post("/feed=exact", etree.tostring(sent), "application/atom+xml;type=entry")
+    assert response.status == 201, response.text
+    for got in (response.xml(), client.get("/feed=exact").entries()[0]):
+        for name in ("title", "content"):
+            expected = sent.find(prefix + name, ns)
+            returned = got.find("a:" + name, ATOM_NS)
+            if expected is None:
+                assert returned.text is None and returned.get("type") is None
+                continue
+            assert returned.get("type") == expected.get("type")
+            assert inner(returned) == inner(expected)
+
+
+def test_author_is_kept(client):
+    entry = "<entry><author><name>cron@db1</name></author><title>t</title><content>c</content></entry>"
+    client.post("/feed=widgets", entry)
+    got = client.get("/feed=widgets").entries()[0]
+    assert got.findtext("a:author/a:name", namespaces=ATOM_NS) == "cron@db1"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"])
+def test_plain_text_body_is_a_text_message(client, content_type):
+    text = "disk /var is 91% full; héllo"
+    response = client.post("/feed=alerts", text, content_type)
+    assert response.status == 201
+    entry = client.get("/feed=alerts").entries()[0]
+    assert entry.findtext("a:content", namespaces=ATOM_NS) == text
+    assert entry.find("a:content", ATOM_NS).get("type") is None
+
+
+def test_body_of_another_media_type_is_stored_with_that_type(client):
+    body = b'{"order": 17, "items": ["\xc3\xa9"]}'
+    assert client.post("/feed=orders", body, "application/json").status == 201
+    content = client.get("/feed=orders").entries()[0].find("a:content", ATOM_NS)
+    assert content.get("type") == "application/json"
+    assert base64.b64decode(content.text) == body  # RFC 4287 4.1.3.3: Base64 for such types
+
+
+def test_form_fields_in_the_body_never_move_a_message_to_another_feed(client):
+    text = "<entry><title>x</title><content>a&amp;feed=other&amp;feed_title=other&amp;</content></entry>"
+    assert client.post("/feed=mine", text).status == 201
+    assert client.post("/feed=mine", "a&feed=other&feed_title=other&").status == 201
+    assert len(client.get("/feed=mine").entries()) == 2
+    assert client.get("/feed=other").status == 404
+
+
+def test_non_ascii_feed_name_is_percent_encoded_in_links(client):
+    response = client.publish("café-λ", "x")
+    assert response.headers["location"].startswith("http://localhost/atommq/feed=caf%C3%A9-%CE%BB/entry=")
+    feed = client.get("/feed=caf%C3%A9-%CE%BB")
+    assert feed.status == 200
+    assert feed.xml().findtext("a:title", namespaces=ATOM_NS) == "café-λ"
+    assert feed.link("self") == "http://localhost/atommq/feed=caf%C3%A9-%CE%BB"
+
+
+def test_body_without_content_length_is_read_to_the_end(client):
+    """Apache's CGI sends chunked uploads with no CONTENT_LENGTH: the message must arrive whole."""
+    text = "x" * 100_000
+    response = client.request("POST", "/feed=chunked", f"<entry><content>{text}</content></entry>".encode(),
+                              {"Content-Type": "application/atom+xml"}, send_length=False)
+    assert response.status == 201
+    assert client.get("/feed=chunked").entries()[0].findtext("a:content", namespaces=ATOM_NS) == text
+
+
+def test_links_use_the_mount_prefix_once(client):
+    response = client.publish("widgets", "x")
+    assert response.headers["location"].count(PREFIX) == 1
+    assert client.get("/feed=widgets").link("self") == "http://localhost/atommq/feed=widgets"
