@@ -3,6 +3,8 @@
 Knows nothing of HTTP or SQL. The parser never loads DTDs, entities or anything from the network.
 """
 
+import re
+
 from lxml import etree
 
 from atommq.errors import BadRequest
@@ -16,6 +18,8 @@ ENTRY_TYPE = "application/atom+xml;type=entry"
 TEXT_TYPES = ("", "text", "html")
 
 _A = "{%s}" % ATOM
+# A DOCTYPE can only stand in the prolog: after an optional BOM, XML declaration, PIs, comments.
+_DOCTYPE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
 _NSMAP = {None: ATOM}
 
 # resolve_entities=False: no entity is ever expanded (no XXE, no billion laughs);
@@ -47,6 +51,8 @@ def parse_entry(body: bytes) -> Draft:
         body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8") from None
+    if _DOCTYPE.match(body):
+        raise BadRequest("the body has a DOCTYPE; DTDs and entity declarations are not accepted")
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as error:

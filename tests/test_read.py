@@ -1,0 +1,167 @@
+"""Reading a feed: oldest first, resumable by message id, paged, cheap to poll."""
+
+from urllib.parse import quote
+
+import pytest
+
+from conftest import ATOM_NS
+
+
+def publish_many(client, feed: str, count: int) -> list[str]:
+    return [client.publish(feed, f"message {i}").xml().findtext("a:id", namespaces=ATOM_NS)
+            for i in range(count)]
+
+
+def test_feed_lists_messages_oldest_first_with_feed_metadata(client):
+    ids = publish_many(client, "widgets", 3)
+    response = client.get("/feed=widgets")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/atom+xml;type=feed"
+    assert response.ids() == ids
+    feed = response.xml()
+    assert feed.findtext("a:title", namespaces=ATOM_NS) == "widgets"
+    assert feed.findtext("a:id", namespaces=ATOM_NS).startswith("urn:uuid:")
+    newest = response.entries()[-1].findtext("a:updated", namespaces=ATOM_NS)
+    assert feed.findtext("a:updated", namespaces=ATOM_NS) == newest
+    assert response.link("self") == "http://localhost/atommq/feed=widgets"
+    assert response.link("next") is None
+
+
+def test_feed_id_is_stable(client):
+    client.publish("widgets", "a")
+    first = client.get("/feed=widgets").xml().findtext("a:id", namespaces=ATOM_NS)
+    client.publish("widgets", "b")
+    assert client.get("/feed=widgets").xml().findtext("a:id", namespaces=ATOM_NS) == first
+
+
+def test_start_after_returns_only_newer_messages(client):
+    ids = publish_many(client, "widgets", 4)
+    response = client.get(f"/feed=widgets?start_after={ids[1]}")
+    assert response.ids() == ids[2:]
+    assert response.link("self") == f"http://localhost/atommq/feed=widgets?start_after={ids[1]}"
+    assert client.get(f"/feed=widgets?start_after={ids[-1]}").ids() == []
+
+
+def test_start_at_includes_the_cursor_message(client):
+    ids = publish_many(client, "widgets", 3)
+    assert client.get(f"/feed=widgets?start_at={ids[1]}").ids() == ids[1:]
+
+
+def test_cursor_may_be_the_bare_uuid(client):
+    ids = publish_many(client, "widgets", 2)
+    assert client.get(f"/feed=widgets?start_after={ids[0].removeprefix('urn:uuid:')}").ids() == ids[1:]
+
+
+@pytest.mark.parametrize("empty", ["", "0"])
+def test_empty_cursor_reads_from_the_first_message(client, empty):
+    ids = publish_many(client, "widgets", 2)
+    assert client.get(f"/feed=widgets?start_after={empty}").ids() == ids
+
+
+def test_paging_follows_next_links_through_the_whole_feed(make_client):
+    client = make_client(page_size="3")
+    ids = publish_many(client, "widgets", 7)
+    seen, url, pages = [], "/feed=widgets", 0
+    while url:
+        page = client.get(url)
+        assert page.status == 200
+        assert len(page.ids()) <= 3
+        seen += page.ids()
+        url, pages = page.link("next"), pages + 1
+    assert seen == ids
+    assert pages == 3
+
+
+def test_page_that_exactly_fills_has_no_next_link(make_client):
+    client = make_client(page_size="2")
+    publish_many(client, "widgets", 2)
+    assert client.get("/feed=widgets").link("next") is None
+
+
+def test_unknown_feed_is_404(client):
+    response = client.get("/feed=nothing-here")
+    assert response.status == 404
+    assert "nothing-here" in response.text
+
+
+def test_cursor_that_this_feed_never_had_is_400_naming_the_id(client):
+    other = publish_many(client, "other", 1)[0]
+    publish_many(client, "widgets", 1)
+    for cursor in ("urn:uuid:00000000-0000-0000-0000-000000000000", other):
+        response = client.get(f"/feed=widgets?start_after={quote(cursor)}")
+        assert response.status == 400
+        assert cursor in response.text
+
+
+@pytest.mark.parametrize("query", ["start_after=a&start_at=b", "start_after=a&start_after=b", "startafter=x"])
+def test_bad_query_parameters_are_400(client, query):
+    publish_many(client, "widgets", 1)
+    response = client.get(f"/feed=widgets?{query}")
+    assert response.status == 400
+    assert "start_after" in response.text
+
+
+def test_polling_with_if_none_match_is_304_until_a_new_message(client):
+    ids = publish_many(client, "widgets", 2)
+    for url in ("/feed=widgets", f"/feed=widgets?start_after={ids[-1]}"):
+        first = client.get(url)
+        etag = first.headers["etag"]
+        again = client.get(url, If_None_Match=etag)
+        assert again.status == 304
+        assert again.headers["etag"] == etag
+        assert client.get(url, If_None_Match=f'"other", W/{etag}').status == 304
+    etags = {url: client.get(url).headers["etag"] for url in ("/feed=widgets", f"/feed=widgets?start_after={ids[-1]}")}
+    new = publish_many(client, "widgets", 1)
+    for url, etag in etags.items():
+        fresh = client.get(url, If_None_Match=etag)
+        assert fresh.status == 200
+        assert fresh.ids()[-1] == new[0]
+        assert fresh.headers["etag"] != etag
+
+
+def test_head_gives_the_headers_of_get_without_a_body(client):
+    posted = client.publish("widgets", "x")
+    for url in ("/", "/feed=widgets", posted.headers["location"]):
+        got, head = client.get(url), client.request("HEAD", url)
+        assert head.status == 200
+        assert head.body == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.body))
+        assert head.headers.get("etag") == got.headers.get("etag")
+
+
+def test_service_document_lists_each_feed_as_a_collection(client):
+    client.publish("widgets", "x")
+    client.publish("gadgets", "y")
+    response = client.get("/")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/atomsvc+xml"
+    collections = response.xml().findall("app:workspace/app:collection", ATOM_NS)
+    assert [c.get("href") for c in collections] == [
+        "http://localhost/atommq/feed=gadgets", "http://localhost/atommq/feed=widgets"]
+    assert [c.findtext("a:title", namespaces=ATOM_NS) for c in collections] == ["gadgets", "widgets"]
+    assert all(c.findtext("app:accept", namespaces=ATOM_NS) == "application/atom+xml;type=entry"
+               for c in collections)
+
+
+def test_service_document_of_an_empty_store_is_valid(client):
+    assert client.get("/").status == 200
+
+
+@pytest.mark.parametrize(("method", "url", "allow"), [
+    ("DELETE", "/feed=widgets", "GET, HEAD, POST"),
+    ("PUT", "/feed=widgets", "GET, HEAD, POST"),
+    ("POST", "/", "GET, HEAD"),
+    ("POST", "/feed=widgets/entry=00000000-0000-0000-0000-000000000000", "GET, HEAD"),
+])
+def test_other_methods_get_405_with_allow(client, method, url, allow):
+    response = client.request(method, url, b"<entry><content>x</content></entry>")
+    assert response.status == 405
+    assert response.headers["allow"] == allow
+    assert client.get("/feed=widgets").status == 404  # nothing was stored
+
+
+def test_unknown_path_and_unknown_entry_are_404(client):
+    client.publish("widgets", "x")
+    assert client.get("/feeds/widgets").status == 404
+    assert client.get("/feed=widgets/entry=00000000-0000-0000-0000-000000000000").status == 404
