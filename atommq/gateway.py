@@ -86,6 +86,14 @@ def run_fastcgi(argv: list[str]) -> int:
         sys.stderr.write(FASTCGI_USAGE)
         return 2
     from flup.server.fcgi import WSGIServer
+    from flup.server.threadpool import ThreadPool
+
+    class QueueingPool(ThreadPool):  # type: ignore[misc]
+        """flup closes a connection that finds every thread busy, and the web server answers
+        the client with an error; queue it for the next free thread instead."""
+
+        def addJob(self, job: Any, allowQueuing: bool = True) -> bool:  # noqa: N802, N803
+            return bool(super().addJob(job, allowQueuing=True))
 
     from atommq.app import make_app
     from atommq.store import Store
@@ -97,8 +105,7 @@ def run_fastcgi(argv: list[str]) -> int:
         sys.stderr.write(f"AtomMQ: {error}\n")
         return 2
     # debug=False: flup's debug pages leak tracebacks to clients; our app never raises anyway.
-    server = WSGIServer(
-        app, bindAddress=bind, debug=False, maxThreads=FASTCGI_THREADS, multiprocess=True
-    )
+    server = WSGIServer(app, bindAddress=bind, debug=False, multiprocess=True)
+    server._threadPool = QueueingPool(maxThreads=FASTCGI_THREADS)
     server.run()
     return 0

@@ -1,0 +1,118 @@
+"""The gateway scripts as users run them: from a web server, from a terminal, misconfigured."""
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+import fastcgi_client
+from conftest import CGI_SCRIPT, FCGI_SCRIPT, _parse_cgi_output
+
+ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
+
+
+def cgi_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db",
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "/atommq", **extra,
+    }
+
+
+@pytest.mark.parametrize("script", [CGI_SCRIPT, FCGI_SCRIPT], ids=["cgi", "fastcgi"])
+def test_script_run_from_a_terminal_says_how_to_use_it(script, tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
+    done = subprocess.run([str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert "README" in output or "usage" in output
+    assert "Traceback" not in output
+
+
+def test_fastcgi_serves_the_socket_a_web_server_hands_it_on_stdin(tmp_path):
+    """lighttpd's bin-path and mod_fcgid spawn the script with the listening socket as fd 0."""
+    path = Path(tempfile.mkdtemp(prefix="amq")) / "s"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+    server = subprocess.Popen([str(FCGI_SCRIPT)], stdin=listener.fileno(), env=env,
+                              stderr=subprocess.PIPE)
+    listener.close()
+    try:
+        params = cgi_env(tmp_path, REQUEST_METHOD="POST", PATH_INFO="/feed=widgets",
+                         CONTENT_LENGTH=str(len(ENTRY)), CONTENT_TYPE="application/x-www-form-urlencoded")
+        response = _parse_cgi_output(fastcgi_client.request(str(path), params, ENTRY)[0])
+        assert response.status == 201
+        params.update(REQUEST_METHOD="GET", CONTENT_LENGTH="")
+        response = _parse_cgi_output(fastcgi_client.request(str(path), params)[0])
+        assert response.status == 200
+        assert b"an important message" in response.body
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        path.unlink(missing_ok=True)
+
+
+def test_fastcgi_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
+    client = make_client()
+    client.get("/")  # start the server
+    results: list[int] = []
+
+    def post(i: int) -> None:
+        results.append(client.post("/feed=brand-new", f"<entry><content>{i}</content></entry>").status)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [201] * 16
+    assert len(client.get("/feed=brand-new").ids()) == 16
+
+
+def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path):
+    env = cgi_env(tmp_path, REQUEST_METHOD="POST", PATH_INFO="/feed=brand-new",
+                  CONTENT_LENGTH=str(len(ENTRY)), CONTENT_TYPE="text/plain")
+    processes = [subprocess.Popen([str(CGI_SCRIPT)], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    outputs = [p.communicate(ENTRY, timeout=60) for p in processes]
+    assert [_parse_cgi_output(out).status for out, _ in outputs] == [201] * 8, outputs[0][1]
+    get = subprocess.run([str(CGI_SCRIPT)], env={**env, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": ""},
+                         capture_output=True, timeout=60)
+    assert _parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("ATOMMQ_PAGE_SIZE", "lots"), ("ATOMMQ_MAX_BODY_BYTES", "-1"), ("ATOMMQ_LOG_LEVEL", "LOUD"),
+    ("ATOMMQ_DATABASE_URL", "atommq.db")])
+def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name, value):
+    setting = name.removeprefix("ATOMMQ_").lower()
+    env = {**cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/"), name: value}
+    cgi = subprocess.run([str(CGI_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    response = _parse_cgi_output(cgi.stdout.encode())
+    assert response.status == 500
+    assert value not in response.text  # the client learns only that the log has the reason
+    assert setting in cgi.stderr and repr(value) in cgi.stderr
+    fcgi = subprocess.run([str(FCGI_SCRIPT), str(tmp_path / "s")], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert fcgi.returncode == 2
+    assert setting in fcgi.stderr and repr(value) in fcgi.stderr
+    serve = subprocess.run(["python3", "-m", "atommq", "serve", "--port", "0"], env=env, cwd=CGI_SCRIPT.parent.parent,
+                           capture_output=True, text=True, timeout=30)
+    assert serve.returncode == 2
+    assert setting in serve.stderr and repr(value) in serve.stderr
+
+
+def test_unexpected_error_is_a_generic_500_and_its_traceback_is_logged(client):
+    (client.tmp / "atommq.db").write_bytes(b"this is not a SQLite database, it is garbage" * 100)
+    response = client.get("/feed=widgets")
+    assert response.status == 500
+    assert response.text == "AtomMQ had an internal error; the server's error log has the details\n"
+    assert "Traceback" in client.log and "not a database" in client.log
