@@ -68,8 +68,9 @@ def make_app(
 
 
 class _App:
-    def __init__(self, config: Config, store: Store, clock: Callable[[], str],
-                 make_uuid: Callable[[], str]) -> None:
+    def __init__(
+        self, config: Config, store: Store, clock: Callable[[], str], make_uuid: Callable[[], str]
+    ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -196,9 +197,7 @@ def parse_message(body: bytes, content_type: str) -> Draft:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise BadRequest(
-                f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text"
-            ) from None
+            raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text") from None
         if "\x00" in text:
             raise BadRequest("the body contains a NUL character, which XML cannot carry")
         return Draft("", "", text, "" if media in _FORM_OR_TEXT else media)
@@ -266,7 +265,7 @@ def _cursor(query: str) -> tuple[str | None, bool]:
         raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
     if not params:
         return None, False
-    (key, (value,)), = params.items()
+    ((key, (value,)),) = params.items()
     # An empty cursor (or the original's "0") means "from the first message".
     if value in ("", "0"):
         return None, False

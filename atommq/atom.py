@@ -17,7 +17,9 @@ DEFAULT_AUTHOR = "AtomMQ"
 ENTRY_TYPE = "application/atom+xml;type=entry"
 TEXT_TYPES = ("", "text", "html")
 
-_A = "{%s}" % ATOM
+_A = "{" + ATOM + "}"
+_P = "{" + APP + "}"
+_XHTML_DIV = "{" + XHTML + "}div"
 # A DOCTYPE can only stand in the prolog: after an optional BOM, XML declaration, PIs, comments.
 _DOCTYPE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
 _NSMAP = {None: ATOM}
@@ -112,7 +114,7 @@ def _text_construct(element: etree._Element, name: str) -> tuple[str, str]:
     if kind == "xhtml":
         children = list(element)
         stray = (element.text or "").strip() or any((c.tail or "").strip() for c in children)
-        if len(children) != 1 or children[0].tag != "{%s}div" % XHTML or stray:
+        if len(children) != 1 or children[0].tag != _XHTML_DIV or stray:
             raise BadRequest(f'<{name} type="xhtml"> must hold exactly one <div xmlns="{XHTML}">')
         return _inner_xml(element), kind
     raise BadRequest(f'<{name} type="{kind}"> is not allowed; use text, html or xhtml')
@@ -167,7 +169,7 @@ def _add_entry(parent: etree._Element | None, message: Message, default_author: 
 
 
 def _serialize(root: etree._Element) -> bytes:
-    return etree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return bytes(etree.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
 def render_entry(message: Message) -> bytes:
@@ -199,11 +201,11 @@ def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
 
 def render_service(feeds: list[tuple[Feed, str]]) -> bytes:
     """An AtomPub service document (RFC 5023 8) with one collection per (feed, href)."""
-    service = etree.Element("{%s}service" % APP, nsmap={None: APP, "atom": ATOM})
-    workspace = etree.SubElement(service, "{%s}workspace" % APP)
+    service = etree.Element(_P + "service", nsmap={None: APP, "atom": ATOM})
+    workspace = etree.SubElement(service, _P + "workspace")
     _add_text(workspace, _A + "title", "AtomMQ")
     for feed, href in feeds:
-        collection = etree.SubElement(workspace, "{%s}collection" % APP, href=href)
+        collection = etree.SubElement(workspace, _P + "collection", href=href)
         _add_text(collection, _A + "title", feed.name)
-        _add_text(collection, "{%s}accept" % APP, ENTRY_TYPE)
+        _add_text(collection, _P + "accept", ENTRY_TYPE)
     return _serialize(service)

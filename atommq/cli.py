@@ -17,7 +17,7 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))
+        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
 
 def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Iterable[bytes]]:
@@ -25,7 +25,7 @@ def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Ite
 
     def mounted(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        rest = path[len(prefix):]
+        rest = path[len(prefix) :]
         if not path.startswith(prefix) or (rest and not rest.startswith("/")):
             return _plain(start_response, "404 Not Found", f"AtomMQ is at {prefix}/\n")
         if environ.get("HTTP_TRANSFER_ENCODING") and not environ.get("CONTENT_LENGTH"):
@@ -40,8 +40,9 @@ def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Ite
 
 def _plain(start_response: Any, status: str, text: str) -> list[bytes]:
     body = text.encode("utf-8")
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body)))])
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -50,10 +51,15 @@ def serve(args: argparse.Namespace) -> int:
 
     app = make_app(config.load())
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    server = make_server(args.host, args.port, mount(app, prefix),
-                         server_class=_ThreadingServer, handler_class=_QuietHandler)
-    print(f"AtomMQ on http://{args.host}:{server.server_port}{prefix}/ "
-          f"({config.load().database_url}); Ctrl-C stops it", file=sys.stderr, flush=True)
+    server = make_server(
+        args.host, args.port, mount(app, prefix), server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    print(
+        f"AtomMQ on http://{args.host}:{server.server_port}{prefix}/ "
+        f"({config.load().database_url}); Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

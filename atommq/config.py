@@ -15,10 +15,10 @@ from atommq.errors import ConfigError
 SECTION = "atommq"
 
 
-def default_database_url() -> str:
+def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
     # A SQLite file in the user's data folder: never under a web root, created on first use.
     # expanduser() falls back to the password database when a CGI server gives no HOME.
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
     return "sqlite:///" + os.path.join(data, "atommq", "atommq.db")
 
 
@@ -67,8 +67,7 @@ def _check(raw: dict[str, str]) -> Config:
         level = raw["log_level"].strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(
-                f"setting log_level: {raw['log_level']!r} is not one of "
-                "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+                f"setting log_level: {raw['log_level']!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
             )
         values["log_level"] = level
     if raw.get("base_url"):
@@ -85,7 +84,7 @@ NAMES = tuple(field.name for field in dataclasses.fields(Config))
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides."""
     env = os.environ if environ is None else environ
-    raw: dict[str, str] = {}
+    raw: dict[str, str] = {"database_url": default_database_url(env)}
     path = env.get("ATOMMQ_CONFIG", "")
     if path:
         raw.update(_read_ini(path))
@@ -109,9 +108,7 @@ def _read_ini(path: str) -> dict[str, str]:
     section = dict(parser.items(SECTION))
     unknown = sorted(set(section) - set(NAMES))
     if unknown:
-        raise ConfigError(
-            f"setting {unknown[0]} in {path!r} is unknown; the settings are {', '.join(NAMES)}"
-        )
+        raise ConfigError(f"setting {unknown[0]} in {path!r} is unknown; the settings are {', '.join(NAMES)}")
     return section
 
 
@@ -121,8 +118,7 @@ def configure_logging(config: Config) -> logging.Logger:
     logger = logging.getLogger("atommq")
     logger.setLevel(config.log_level)
     if config.log_file and not any(
-        getattr(h, "baseFilename", None) == str(Path(config.log_file).resolve())
-        for h in logger.handlers
+        getattr(h, "baseFilename", None) == str(Path(config.log_file).resolve()) for h in logger.handlers
     ):
         try:
             handler = logging.FileHandler(config.log_file, encoding="utf-8")

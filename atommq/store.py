@@ -106,17 +106,11 @@ class Session:
         """Store a message at the end of a feed, creating the feed if it is new."""
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
         # so publishers to one feed are serialised and seq follows commit order.
-        bump = (
-            FEEDS.update()
-            .where(FEEDS.c.name == name)
-            .values(last_seq=FEEDS.c.last_seq + 1, updated=now)
-        )
+        bump = FEEDS.update().where(FEEDS.c.name == name).values(last_seq=FEEDS.c.last_seq + 1, updated=now)
         if self._conn.execute(bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, feed_uuid, now))
             self._conn.execute(bump)
-        row = self._conn.execute(
-            sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)
-        ).one()
+        row = self._conn.execute(sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)).one()
         values = {
             "feed_pk": row.pk,
             "seq": row.last_seq,
@@ -212,7 +206,8 @@ class Store:
             on_connect_statements=statements,
         )
         assert self._db.engine is not None
-        self.dialect = self._db.engine.dialect.name
+        self._engine: sa.Engine = self._db.engine
+        self.dialect = self._engine.dialect.name
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -230,7 +225,7 @@ class Store:
         with self._schema_lock:
             for attempt in range(5):
                 try:
-                    METADATA.create_all(self._db.engine, checkfirst=True)
+                    METADATA.create_all(self._engine, checkfirst=True)
                     break
                 except sa.exc.DBAPIError:
                     # Another process created a table between our check and our CREATE.
@@ -252,9 +247,7 @@ class Store:
             self._discard_connection()
             if isinstance(error, sa.exc.OperationalError | sa.exc.TimeoutError):
                 log.warning("database unavailable: %s", error)
-                raise StoreUnavailable(
-                    "the database is busy or unreachable; try again shortly"
-                ) from error
+                raise StoreUnavailable("the database is busy or unreachable; try again shortly") from error
             raise
 
     def _discard_connection(self) -> None:

@@ -10,8 +10,8 @@ client receives is validated against the RFC schemas; every error must be one li
 
 import io
 import os
-import subprocess
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,14 +117,20 @@ class Client:
         path = self.tmp / "atommq.log"
         return path.read_text("utf-8") if path.exists() else ""
 
-    def request(self, method: str, target: str, body: bytes = b"",
-                headers: dict[str, str] | None = None, send_length: bool = True) -> Response:
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        send_length: bool = True,
+    ) -> Response:
         """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL."""
         parts = urlsplit(target)
         path = unquote(parts.path, errors="strict")
         if parts.scheme:
             assert path.startswith(PREFIX), f"{target} is not under {PREFIX}"
-            path = path[len(PREFIX):]
+            path = path[len(PREFIX) :]
         meta = {
             "GATEWAY_INTERFACE": "CGI/1.1",
             "REQUEST_METHOD": method,
@@ -151,8 +157,9 @@ class Client:
     def get(self, target: str, **headers: str) -> Response:
         return self.request("GET", target, headers={k.replace("_", "-"): v for k, v in headers.items()})
 
-    def post(self, target: str, body: bytes | str,
-             content_type: str = "application/x-www-form-urlencoded") -> Response:
+    def post(
+        self, target: str, body: bytes | str, content_type: str = "application/x-www-form-urlencoded"
+    ) -> Response:
         data = body.encode("utf-8") if isinstance(body, str) else body
         return self.request("POST", target, data, {"Content-Type": content_type})
 
@@ -181,14 +188,18 @@ class Client:
             from atommq.app import make_app
 
             self._app = validator(make_app(config.load(self.env)))
-        environ: dict[str, Any] = {
-            k: v.encode("utf-8").decode("latin-1") for k, v in meta.items()
-        }
-        environ.update({
-            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        })
+        environ: dict[str, Any] = {k: v.encode("utf-8").decode("latin-1") for k, v in meta.items()}
+        environ.update(
+            {
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": False,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            }
+        )
         captured: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -205,8 +216,7 @@ class Client:
 
     def _via_cgi(self, meta: dict[str, str], body: bytes) -> Response:
         environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env, **meta}
-        done = subprocess.run([str(CGI_SCRIPT)], input=body, env=environ,
-                              capture_output=True, timeout=60)
+        done = subprocess.run([str(CGI_SCRIPT)], input=body, env=environ, capture_output=True, timeout=60)
         if done.stderr:
             (self.tmp / "cgi-stderr.log").open("ab").write(done.stderr)
         return _parse_cgi_output(done.stdout)
@@ -229,8 +239,9 @@ class FastCGIServer:
     def __init__(self, socket: Path, env: dict[str, str], tmp: Path) -> None:
         self.socket = socket
         self.stderr = (tmp / "fcgi-stderr.log").open("wb")
-        self.process = subprocess.Popen([str(FCGI_SCRIPT), str(socket)],
-                                        env={**os.environ, **env}, stderr=self.stderr)
+        self.process = subprocess.Popen(
+            [str(FCGI_SCRIPT), str(socket)], env={**os.environ, **env}, stderr=self.stderr
+        )
         deadline = time.monotonic() + 20
         while not socket.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -33,7 +33,7 @@ def _params(params: Mapping[str, str | bytes]) -> bytes:
 
 
 def _stream(kind: int, data: bytes) -> bytes:
-    records = [_record(kind, data[i:i + 65535]) for i in range(0, len(data), 65535)]
+    records = [_record(kind, data[i : i + 65535]) for i in range(0, len(data), 65535)]
     return b"".join(records) + _record(kind, b"")
 
 
@@ -47,16 +47,19 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(buffer)
 
 
-def request(address: str | tuple[str, int], params: Mapping[str, str | bytes],
-            body: bytes = b"", timeout: float = 30.0) -> tuple[bytes, bytes]:
+def request(
+    address: str | tuple[str, int],
+    params: Mapping[str, str | bytes],
+    body: bytes = b"",
+    timeout: float = 30.0,
+) -> tuple[bytes, bytes]:
     """Send one request; return (stdout, stderr) as the application wrote them."""
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address)
         begin = struct.pack("!HB5x", _RESPONDER, 0)
-        sock.sendall(_record(BEGIN_REQUEST, begin) + _stream(PARAMS, _params(params))
-                     + _stream(STDIN, body))
+        sock.sendall(_record(BEGIN_REQUEST, begin) + _stream(PARAMS, _params(params)) + _stream(STDIN, body))
         stdout, stderr = bytearray(), bytearray()
         while True:
             _, kind, _, length, padding = _HEADER.unpack(_read_exactly(sock, _HEADER.size))

@@ -17,13 +17,24 @@ BAD_ENTRIES = {
     "bad-title-type": ('<entry><title type="markdown">x</title><content>c</content></entry>', "not allowed"),
     "content-src": ('<entry><content src="http://example.org/x"/></entry>', "src"),
     "undefined-entity": ("<entry><content>&nbsp;</content></entry>", "not well-formed"),
-    "xxe-file": ('<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-                 "<entry><content>&x;</content></entry>", "DOCTYPE"),
-    "billion-laughs": ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-                       + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 or "")) * 10}">' for i in range(1, 10))
-                       + "]><entry><content>&lol9;</content></entry>", "DOCTYPE"),
-    "deep-nesting": ('<entry><content type="application/x+xml">' + "<a>" * 100_000 + "</a>" * 100_000
-                     + "</content></entry>", "not well-formed"),
+    "xxe-file": (
+        '<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<entry><content>&x;</content></entry>",
+        "DOCTYPE",
+    ),
+    "billion-laughs": (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 or "")) * 10}">' for i in range(1, 10))
+        + "]><entry><content>&lol9;</content></entry>",
+        "DOCTYPE",
+    ),
+    "deep-nesting": (
+        '<entry><content type="application/x+xml">'
+        + "<a>" * 100_000
+        + "</a>" * 100_000
+        + "</content></entry>",
+        "not well-formed",
+    ),
 }
 
 
@@ -55,15 +66,19 @@ def test_bad_message_does_not_disturb_an_existing_feed(client):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/atom+xml"])
 def test_body_that_is_not_utf8_is_400(client, content_type):
-    body = "<entry><content>caf\xe9</content></entry>".encode("latin-1") if "xml" in content_type else b"caf\xe9"
+    body = (
+        "<entry><content>caf\xe9</content></entry>".encode("latin-1") if "xml" in content_type else b"caf\xe9"
+    )
     response = client.post("/feed=widgets", body, content_type)
     assert response.status == 400
     assert "UTF-8" in response.text
     assert_nothing_stored(client)
 
 
-@pytest.mark.parametrize("name", [
-    "", ".hidden", "-dash", "a/b", "a b", "a%00b", "x" * 101, "semi;colon", "a&b", "quote'd", "new%0Aline"])
+@pytest.mark.parametrize(
+    "name",
+    ["", ".hidden", "-dash", "a/b", "a b", "a%00b", "x" * 101, "semi;colon", "a&b", "quote'd", "new%0Aline"],
+)
 def test_feed_name_outside_the_rule_is_400(client, name):
     response = client.post(f"/feed={name}", GOOD)
     assert response.status in (400, 404)  # "a/b" is another path shape altogether
@@ -89,7 +104,8 @@ def test_body_over_the_limit_is_413_and_nothing_is_stored(make_client):
 
 def test_body_over_the_limit_without_content_length_is_413(make_client):
     client = make_client(max_body_bytes="1000")
-    response = client.request("POST", "/feed=widgets", b"x" * 5000, {"Content-Type": "text/plain"},
-                              send_length=False)
+    response = client.request(
+        "POST", "/feed=widgets", b"x" * 5000, {"Content-Type": "text/plain"}, send_length=False
+    )
     assert response.status == 413
     assert_nothing_stored(client)

@@ -19,16 +19,21 @@ def cgi_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", ""),
         "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db",
-        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "/atommq", **extra,
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SCRIPT_NAME": "/atommq",
+        **extra,
     }
 
 
 @pytest.mark.parametrize("script", [CGI_SCRIPT, FCGI_SCRIPT], ids=["cgi", "fastcgi"])
 def test_script_run_from_a_terminal_says_how_to_use_it(script, tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
-    done = subprocess.run([str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        [str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     output = done.stdout + done.stderr
     assert "README" in output or "usage" in output
@@ -42,12 +47,16 @@ def test_fastcgi_serves_the_socket_a_web_server_hands_it_on_stdin(tmp_path):
     listener.bind(str(path))
     listener.listen(8)
     env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
-    server = subprocess.Popen([str(FCGI_SCRIPT)], stdin=listener.fileno(), env=env,
-                              stderr=subprocess.PIPE)
+    server = subprocess.Popen([str(FCGI_SCRIPT)], stdin=listener.fileno(), env=env, stderr=subprocess.PIPE)
     listener.close()
     try:
-        params = cgi_env(tmp_path, REQUEST_METHOD="POST", PATH_INFO="/feed=widgets",
-                         CONTENT_LENGTH=str(len(ENTRY)), CONTENT_TYPE="application/x-www-form-urlencoded")
+        params = cgi_env(
+            tmp_path,
+            REQUEST_METHOD="POST",
+            PATH_INFO="/feed=widgets",
+            CONTENT_LENGTH=str(len(ENTRY)),
+            CONTENT_TYPE="application/x-www-form-urlencoded",
+        )
         response = _parse_cgi_output(fastcgi_client.request(str(path), params, ENTRY)[0])
         assert response.status == 201
         params.update(REQUEST_METHOD="GET", CONTENT_LENGTH="")
@@ -78,20 +87,39 @@ def test_fastcgi_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
 
 
 def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path):
-    env = cgi_env(tmp_path, REQUEST_METHOD="POST", PATH_INFO="/feed=brand-new",
-                  CONTENT_LENGTH=str(len(ENTRY)), CONTENT_TYPE="text/plain")
-    processes = [subprocess.Popen([str(CGI_SCRIPT)], env=env, stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    env = cgi_env(
+        tmp_path,
+        REQUEST_METHOD="POST",
+        PATH_INFO="/feed=brand-new",
+        CONTENT_LENGTH=str(len(ENTRY)),
+        CONTENT_TYPE="text/plain",
+    )
+    processes = [
+        subprocess.Popen(
+            [str(CGI_SCRIPT)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(8)
+    ]
     outputs = [p.communicate(ENTRY, timeout=60) for p in processes]
     assert [_parse_cgi_output(out).status for out, _ in outputs] == [201] * 8, outputs[0][1]
-    get = subprocess.run([str(CGI_SCRIPT)], env={**env, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": ""},
-                         capture_output=True, timeout=60)
+    get = subprocess.run(
+        [str(CGI_SCRIPT)],
+        env={**env, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": ""},
+        capture_output=True,
+        timeout=60,
+    )
     assert _parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("ATOMMQ_PAGE_SIZE", "lots"), ("ATOMMQ_MAX_BODY_BYTES", "-1"), ("ATOMMQ_LOG_LEVEL", "LOUD"),
-    ("ATOMMQ_DATABASE_URL", "atommq.db")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ATOMMQ_PAGE_SIZE", "lots"),
+        ("ATOMMQ_MAX_BODY_BYTES", "-1"),
+        ("ATOMMQ_LOG_LEVEL", "LOUD"),
+        ("ATOMMQ_DATABASE_URL", "atommq.db"),
+    ],
+)
 def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name, value):
     setting = name.removeprefix("ATOMMQ_").lower()
     env = {**cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/"), name: value}
@@ -100,12 +128,19 @@ def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name,
     assert response.status == 500
     assert value not in response.text  # the client learns only that the log has the reason
     assert setting in cgi.stderr and repr(value) in cgi.stderr
-    fcgi = subprocess.run([str(FCGI_SCRIPT), str(tmp_path / "s")], env=env, capture_output=True,
-                          text=True, timeout=30)
+    fcgi = subprocess.run(
+        [str(FCGI_SCRIPT), str(tmp_path / "s")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert fcgi.returncode == 2
     assert setting in fcgi.stderr and repr(value) in fcgi.stderr
-    serve = subprocess.run(["python3", "-m", "atommq", "serve", "--port", "0"], env=env, cwd=CGI_SCRIPT.parent.parent,
-                           capture_output=True, text=True, timeout=30)
+    serve = subprocess.run(
+        ["python3", "-m", "atommq", "serve", "--port", "0"],
+        env=env,
+        cwd=CGI_SCRIPT.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert serve.returncode == 2
     assert setting in serve.stderr and repr(value) in serve.stderr
 

@@ -33,7 +33,9 @@ def test_seed_curl_example_is_created_with_location_etag_and_entry(client):
     assert entry.findtext("a:title", namespaces=ATOM_NS) == "allo"
     assert entry.findtext("a:content", namespaces=ATOM_NS) == "an important message"
     assert entry.find("a:content", ATOM_NS).get("type") is None
-    assert entry.findtext("a:updated", namespaces=ATOM_NS) == entry.findtext("a:published", namespaces=ATOM_NS)
+    assert entry.findtext("a:updated", namespaces=ATOM_NS) == entry.findtext(
+        "a:published", namespaces=ATOM_NS
+    )
 
 
 def test_location_serves_the_stored_entry_and_its_etag(client):
@@ -50,16 +52,37 @@ def test_location_serves_the_stored_entry_and_its_etag(client):
     [
         ("<title>plain</title>", "<content>an important message</content>"),
         ('<title type="text">typed</title>', '<content type="text">  spaced\n  lines  </content>'),
-        ('<title type="html">&lt;b&gt;bold&lt;/b&gt;</title>', '<content type="html">&lt;p&gt;a &amp;amp; b&lt;/p&gt;</content>'),
-        ('<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div></title>',
-         '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p class="c">Hi &amp; <i>bye</i></p></div></content>'),
-        ("<title>xml</title>", '<content type="application/vnd.widget+xml"><w:order xmlns:w="urn:w" w:n="1">3 <w:x/></w:order></content>'),
+        (
+            '<title type="html">&lt;b&gt;bold&lt;/b&gt;</title>',
+            '<content type="html">&lt;p&gt;a &amp;amp; b&lt;/p&gt;</content>',
+        ),
+        (
+            '<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div></title>',
+            '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p class="c">Hi &amp; <i>bye</i></p></div></content>',
+        ),
+        (
+            "<title>xml</title>",
+            '<content type="application/vnd.widget+xml"><w:order xmlns:w="urn:w" w:n="1">3 <w:x/></w:order></content>',
+        ),
         ("<title>csv</title>", '<content type="text/csv">a,b\n1,2\n</content>'),
-        ("<title>binary</title>", f'<content type="application/octet-stream">{base64.b64encode(bytes(range(256))).decode()}</content>'),
+        (
+            "<title>binary</title>",
+            f'<content type="application/octet-stream">{base64.b64encode(bytes(range(256))).decode()}</content>',
+        ),
         ("<title>Grüße, 世界</title>", "<content>naïve café ☕ 𝄞</content>"),
         ("", "<content>no title at all</content>"),
     ],
-    ids=["text", "typed-text", "html", "xhtml", "xml-media", "text-media", "base64-media", "non-ascii", "no-title"],
+    ids=[
+        "text",
+        "typed-text",
+        "html",
+        "xhtml",
+        "xml-media",
+        "text-media",
+        "base64-media",
+        "non-ascii",
+        "no-title",
+    ],
 )
 @pytest.mark.parametrize("namespaced", [False, True], ids=["bare", "atom-ns"])
 def test_message_comes_back_exactly_as_sent(client, title, content, namespaced):
@@ -87,7 +110,9 @@ def test_author_is_kept(client):
     assert got.findtext("a:author/a:name", namespaces=ATOM_NS) == "cron@db1"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+)
 def test_plain_text_body_is_a_text_message(client, content_type):
     text = "disk /var is 91% full; héllo"
     response = client.post("/feed=alerts", text, content_type)
@@ -125,8 +150,13 @@ def test_non_ascii_feed_name_is_percent_encoded_in_links(client):
 def test_body_without_content_length_is_read_to_the_end(client):
     """Apache's CGI sends chunked uploads with no CONTENT_LENGTH: the message must arrive whole."""
     text = "x" * 100_000
-    response = client.request("POST", "/feed=chunked", f"<entry><content>{text}</content></entry>".encode(),
-                              {"Content-Type": "application/atom+xml"}, send_length=False)
+    response = client.request(
+        "POST",
+        "/feed=chunked",
+        f"<entry><content>{text}</content></entry>".encode(),
+        {"Content-Type": "application/atom+xml"},
+        send_length=False,
+    )
     assert response.status == 201
     assert client.get("/feed=chunked").entries()[0].findtext("a:content", namespaces=ATOM_NS) == text
 

@@ -8,8 +8,9 @@ from conftest import ATOM_NS
 
 
 def publish_many(client, feed: str, count: int) -> list[str]:
-    return [client.publish(feed, f"message {i}").xml().findtext("a:id", namespaces=ATOM_NS)
-            for i in range(count)]
+    return [
+        client.publish(feed, f"message {i}").xml().findtext("a:id", namespaces=ATOM_NS) for i in range(count)
+    ]
 
 
 def test_feed_lists_messages_oldest_first_with_feed_metadata(client):
@@ -110,7 +111,10 @@ def test_polling_with_if_none_match_is_304_until_a_new_message(client):
         assert again.status == 304
         assert again.headers["etag"] == etag
         assert client.get(url, If_None_Match=f'"other", W/{etag}').status == 304
-    etags = {url: client.get(url).headers["etag"] for url in ("/feed=widgets", f"/feed=widgets?start_after={ids[-1]}")}
+    etags = {
+        url: client.get(url).headers["etag"]
+        for url in ("/feed=widgets", f"/feed=widgets?start_after={ids[-1]}")
+    }
     new = publish_many(client, "widgets", 1)
     for url, etag in etags.items():
         fresh = client.get(url, If_None_Match=etag)
@@ -138,22 +142,28 @@ def test_service_document_lists_each_feed_as_a_collection(client):
     assert response.headers["content-type"] == "application/atomsvc+xml"
     collections = response.xml().findall("app:workspace/app:collection", ATOM_NS)
     assert [c.get("href") for c in collections] == [
-        "http://localhost/atommq/feed=gadgets", "http://localhost/atommq/feed=widgets"]
+        "http://localhost/atommq/feed=gadgets",
+        "http://localhost/atommq/feed=widgets",
+    ]
     assert [c.findtext("a:title", namespaces=ATOM_NS) for c in collections] == ["gadgets", "widgets"]
-    assert all(c.findtext("app:accept", namespaces=ATOM_NS) == "application/atom+xml;type=entry"
-               for c in collections)
+    assert all(
+        c.findtext("app:accept", namespaces=ATOM_NS) == "application/atom+xml;type=entry" for c in collections
+    )
 
 
 def test_service_document_of_an_empty_store_is_valid(client):
     assert client.get("/").status == 200
 
 
-@pytest.mark.parametrize(("method", "url", "allow"), [
-    ("DELETE", "/feed=widgets", "GET, HEAD, POST"),
-    ("PUT", "/feed=widgets", "GET, HEAD, POST"),
-    ("POST", "/", "GET, HEAD"),
-    ("POST", "/feed=widgets/entry=00000000-0000-0000-0000-000000000000", "GET, HEAD"),
-])
+@pytest.mark.parametrize(
+    ("method", "url", "allow"),
+    [
+        ("DELETE", "/feed=widgets", "GET, HEAD, POST"),
+        ("PUT", "/feed=widgets", "GET, HEAD, POST"),
+        ("POST", "/", "GET, HEAD"),
+        ("POST", "/feed=widgets/entry=00000000-0000-0000-0000-000000000000", "GET, HEAD"),
+    ],
+)
 def test_other_methods_get_405_with_allow(client, method, url, allow):
     response = client.request(method, url, b"<entry><content>x</content></entry>")
     assert response.status == 405
