@@ -155,7 +155,8 @@ class Session:
                 raise UnknownCursor(f"feed {name!r} has no message with id {cursor!r}")
             after = seq - 1 if inclusive else seq
         feed = Feed(name, _urn(uuid), updated)
-        return Position(feed, f"{pk}.{last_seq}.{after}", pk, after)
+        # The feed uuid makes a version unique across databases: a reset store never matches.
+        return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after)
 
     def read(self, position: Position, limit: int) -> Page:
         """Up to `limit` messages from `position`, oldest first."""

@@ -31,9 +31,15 @@ ENTRY = b"<entry><title>benchmark</title><content>an important message, of a typ
 
 def params(method: str, path: str, query: str = "", body: bytes = b"", etag: str = "") -> dict[str, str]:
     meta = {
-        "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method, "SCRIPT_NAME": "/atommq",
-        "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost",
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "/atommq",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost",
     }
     if body:
         meta.update(CONTENT_LENGTH=str(len(body)), CONTENT_TYPE="application/atom+xml")
@@ -57,8 +63,10 @@ def measure(label: str, action: Callable[[], None], rounds: int) -> dict[str, fl
         times.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
     result = {"median_ms": statistics.median(times) * 1000, "per_s": rounds / elapsed}
-    print(f"  {label:<34} median {result['median_ms']:8.2f} ms   {result['per_s']:8.1f} /s   ({rounds} runs)",
-          flush=True)
+    print(
+        f"  {label:<34} median {result['median_ms']:8.2f} ms   {result['per_s']:8.1f} /s   ({rounds} runs)",
+        flush=True,
+    )
     return result
 
 
@@ -79,18 +87,24 @@ def main() -> int:
         "ATOMMQ_PAGE_SIZE": str(args.page_size),
         "ATOMMQ_LOG_FILE": str(work / "atommq.log"),
     }
-    print(f"AtomMQ benchmark on {platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
-          f"Python {platform.python_version()}; SQLite in {work}")
+    print(
+        f"AtomMQ benchmark on {platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}; SQLite in {work}"
+    )
     results: dict[str, dict[str, float]] = {}
     python = [sys.executable, "-c"]
     print("Imports (a whole interpreter each time):")
     results["python"] = measure("bare python3", lambda: run([*python, "pass"], env), 20 // scale + 3)
-    results["floor"] = measure("import dataset, lxml (the floor)",
-                               lambda: run([*python, "import dataset, lxml.etree"], env), 20 // scale + 3)
+    results["floor"] = measure(
+        "import dataset, lxml (the floor)",
+        lambda: run([*python, "import dataset, lxml.etree"], env),
+        20 // scale + 3,
+    )
 
     socket_path = work / "fcgi.sock"
-    server = subprocess.Popen([str(ROOT / "cgi-bin" / "atommq.fcgi"), str(socket_path)], env=env,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(ROOT / "cgi-bin" / "atommq.fcgi"), str(socket_path)], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         while not socket_path.exists():
             time.sleep(0.02)
@@ -106,16 +120,28 @@ def main() -> int:
         results["fcgi_publish"] = measure("publish", lambda: fcgi(publish, ENTRY, 201), 2000 // scale)
         while True:  # at least two full pages, so that a page is full and has a next link
             etag = fcgi(params("GET", "/feed=bench"))
-            count = int(subprocess.run(
-                [sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("
-                 "'select count(*) from atommq_messages').fetchone()[0])", f"{work}/atommq.db"],
-                capture_output=True, text=True, check=True).stdout)
+            count = int(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("
+                        "'select count(*) from atommq_messages').fetchone()[0])",
+                        f"{work}/atommq.db",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
             if count >= 2 * args.page_size:
                 break
             for _ in range(2 * args.page_size - count):
                 fcgi(publish, ENTRY, 201)
         read = params("GET", "/feed=bench")
-        results["fcgi_read"] = measure(f"read a {args.page_size}-message page", lambda: fcgi(read), 100 // scale)
+        results["fcgi_read"] = measure(
+            f"read a {args.page_size}-message page", lambda: fcgi(read), 100 // scale
+        )
         poll = params("GET", "/feed=bench", etag=etag)
         results["fcgi_poll"] = measure("304 poll", lambda: fcgi(poll, expect=304), 2000 // scale)
     finally:
@@ -126,13 +152,18 @@ def main() -> int:
     script = [str(ROOT / "cgi-bin" / "atommq.cgi")]
     cgi_rounds = 20 // scale + 3
     results["cgi_publish"] = measure("publish", lambda: run(script, {**env, **publish}, ENTRY), cgi_rounds)
-    results["cgi_read"] = measure(f"read a {args.page_size}-message page", lambda: run(script, {**env, **read}),
-                                  cgi_rounds)
+    results["cgi_read"] = measure(
+        f"read a {args.page_size}-message page", lambda: run(script, {**env, **read}), cgi_rounds
+    )
     results["cgi_poll"] = measure("304 poll", lambda: run(script, {**env, **poll}), cgi_rounds)
     floor = results["floor"]["median_ms"]
-    print("CGI request over the import floor: "
-          + ", ".join(f"{name} {100 * (results['cgi_' + name]['median_ms'] / floor - 1):+.0f}%"
-                      for name in ("publish", "read", "poll")))
+    print(
+        "CGI request over the import floor: "
+        + ", ".join(
+            f"{name} {100 * (results['cgi_' + name]['median_ms'] / floor - 1):+.0f}%"
+            for name in ("publish", "read", "poll")
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
