@@ -83,9 +83,10 @@ class _App:
         except AtomMQError as error:
             status, body = error.status, (error.message + "\n").encode("utf-8")
             headers = [("Content-Type", TEXT_TYPE), *error.headers]
-            log.info("%s %s: %s %s", method, _path(environ), status, error.message)
+            log.info("%s %r: %s %s", method, environ.get("PATH_INFO", ""), status, error.message)
         except Exception:
-            _log_error(environ, f"{method} {_path(environ)} failed:\n{traceback.format_exc()}")
+            path = environ.get("PATH_INFO", "")
+            _log_error(environ, f"{method} {path!r} failed:\n{traceback.format_exc()}")
             status = "500 Internal Server Error"
             body = b"AtomMQ had an internal error; the server's error log has the details\n"
             headers = [("Content-Type", TEXT_TYPE)]

@@ -127,7 +127,7 @@ class Client:
     ) -> Response:
         """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL."""
         parts = urlsplit(target)
-        path = unquote(parts.path, errors="strict")
+        path = unquote(parts.path, errors="surrogateescape")  # bytes that are not UTF-8 pass as-is
         if parts.scheme:
             assert path.startswith(PREFIX), f"{target} is not under {PREFIX}"
             path = path[len(PREFIX) :]
@@ -188,7 +188,7 @@ class Client:
             from atommq.app import make_app
 
             self._app = validator(make_app(config.load(self.env)))
-        environ: dict[str, Any] = {k: v.encode("utf-8").decode("latin-1") for k, v in meta.items()}
+        environ: dict[str, Any] = {k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in meta.items()}
         environ.update(
             {
                 "wsgi.version": (1, 0),

@@ -27,7 +27,7 @@ def _params(params: Mapping[str, str | bytes]) -> bytes:
     out = bytearray()
     for name, value in params.items():
         key = name.encode("latin-1")
-        data = value if isinstance(value, bytes) else value.encode("utf-8")
+        data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         out += _length(len(key)) + _length(len(data)) + key + data
     return bytes(out)
 

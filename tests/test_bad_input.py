@@ -109,3 +109,10 @@ def test_body_over_the_limit_without_content_length_is_413(make_client):
     )
     assert response.status == 413
     assert_nothing_stored(client)
+
+
+def test_path_that_is_not_utf8_is_400(client):
+    response = client.post("/feed=caf%E9", GOOD)
+    assert response.status == 400
+    assert "UTF-8" in response.text
+    assert client.get("/").text.count("<collection") == 0
