@@ -13,6 +13,7 @@ from atommq.model import Draft, Feed, Message, Page
 ATOM = "http://www.w3.org/2005/Atom"
 APP = "http://www.w3.org/2007/app"
 XHTML = "http://www.w3.org/1999/xhtml"
+ATOM_03 = "http://purl.org/atom/ns#"  # pre-RFC Atom, still the default of Perl's XML::Atom
 DEFAULT_AUTHOR = "AtomMQ"
 ENTRY_TYPE = "application/atom+xml;type=entry"
 TEXT_TYPES = ("", "text", "html")
@@ -63,6 +64,11 @@ def parse_entry(body: bytes) -> Draft:
     if docinfo.internalDTD is not None or docinfo.doctype:
         raise BadRequest("the body has a DOCTYPE; DTDs and entity declarations are not accepted")
     namespace = etree.QName(root).namespace
+    if namespace == ATOM_03:
+        raise BadRequest(
+            f"the entry is Atom 0.3 ({ATOM_03}); send Atom 1.0 "
+            "(with Perl's XML::Atom, set $XML::Atom::DefaultVersion = '1.0')"
+        )
     if etree.QName(root).localname != "entry" or namespace not in (None, ATOM):
         raise BadRequest(f"the body is a <{etree.QName(root).localname}>, not an Atom <entry>")
     prefix = _A if namespace else ""

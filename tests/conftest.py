@@ -188,7 +188,9 @@ class Client:
             from atommq.app import make_app
 
             self._app = validator(make_app(config.load(self.env)))
-        environ: dict[str, Any] = {k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in meta.items()}
+        environ: dict[str, Any] = {
+            k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in meta.items()
+        }
         environ.update(
             {
                 "wsgi.version": (1, 0),

@@ -10,6 +10,10 @@ BAD_ENTRIES = {
     "malformed": ("<entry><title>t</title><content>c</entry>", "not well-formed"),
     "empty": ("", "empty"),
     "not-an-entry": ('<feed xmlns="http://www.w3.org/2005/Atom"/>', "not an Atom <entry>"),
+    "atom-0.3": (
+        '<entry xmlns="http://purl.org/atom/ns#"><title>t</title><content mode="xml">x</content></entry>',
+        "DefaultVersion = '1.0'",
+    ),
     "no-content": ("<entry><title>t</title></entry>", "no <content>"),
     "two-contents": ("<entry><content>a</content><content>b</content></entry>", "2 <content>"),
     "markup-in-text": ("<entry><content>a <b>bold</b></content></entry>", "must not contain elements"),
