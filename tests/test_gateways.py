@@ -2,15 +2,17 @@
 
 import os
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import fastcgi_client
-from conftest import CGI_SCRIPT, FCGI_SCRIPT, _parse_cgi_output
+from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, _parse_cgi_output
 
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
 
@@ -151,3 +153,39 @@ def test_unexpected_error_is_a_generic_500_and_its_traceback_is_logged(client):
     assert response.status == 500
     assert response.text == "AtomMQ had an internal error; the server's error log has the details\n"
     assert "Traceback" in client.log and "not a database" in client.log
+
+
+def test_fastcgi_started_by_hand_listens_on_host_and_port(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+    server = subprocess.Popen([str(FCGI_SCRIPT), f"127.0.0.1:{port}"], env=env, stderr=subprocess.PIPE)
+    try:
+        params = cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/")
+        for _ in range(200):
+            try:
+                output = fastcgi_client.request(("127.0.0.1", port), params)[0]
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert _parse_cgi_output(output).status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_locked_database_is_503_with_retry_after_and_the_next_request_succeeds(client):
+    client.publish("widgets", "first")
+    holder = sqlite3.connect(client.tmp / "atommq.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing, for longer than the busy timeout
+    try:
+        response = client.post("/feed=widgets", "<entry><content>refused</content></entry>")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status == 503
+    assert response.headers["retry-after"] == "1"
+    client.publish("widgets", "third")
+    contents = [e.findtext("a:content", namespaces=ATOM_NS) for e in client.get("/feed=widgets").entries()]
+    assert contents == ["first", "third"]
