@@ -38,6 +38,9 @@ FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
 TEXT_TYPE = "text/plain; charset=utf-8"
 _FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
+# Characters that XML 1.0 cannot carry (section 2.2): a message holding one could never be served.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_MEDIA_TYPE = re.compile(r"\A[a-z0-9][\w.+-]*/[a-z0-9][\w.+-]*\Z")
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
 # Bodies over the limit are still read, up to this much, so that a web server does not cut
 # off our 413 because its CGI child stopped reading (FIELD-NOTES 3, mod_cgid).
@@ -194,17 +197,28 @@ def parse_message(body: bytes, content_type: str) -> Draft:
     media = content_type.split(";", 1)[0].strip().lower()
     if atom.is_xml_media_type(media) or body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
         return atom.parse_entry(body)
-    if media in _FORM_OR_TEXT or media.startswith("text/"):
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text") from None
-        if "\x00" in text:
-            raise BadRequest("the body contains a NUL character, which XML cannot carry")
-        return Draft("", "", text, "" if media in _FORM_OR_TEXT else media)
-    if "/" not in media:
-        raise BadRequest(f"Content-Type {content_type!r} is not a media type")
+    if media in _FORM_OR_TEXT:
+        return Draft("", "", _text(body), "")
+    if not _MEDIA_TYPE.match(media):
+        raise BadRequest(f"Content-Type {content_type!r} is not a media type such as text/plain")
+    if media.startswith("text/"):
+        return Draft("", "", _text(body), media)
     return Draft("", "", base64.b64encode(body).decode("ascii"), media)
+
+
+def _text(body: bytes) -> str:
+    """A plain-text body: UTF-8, and only characters that XML can carry."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text") from None
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise BadRequest(
+            f"the body contains U+{ord(bad.group()):04X}, which XML cannot carry; "
+            "send such data as application/octet-stream and it is stored Base64-encoded"
+        )
+    return text
 
 
 def read_body(environ: Environ, method: str, limit: int) -> bytes:

@@ -79,6 +79,10 @@ def parse_entry(body: bytes) -> Draft:
     if content.get("src") is not None:
         raise BadRequest("<content src=...> is not supported; put the message inside <content>")
     content_type = content.get("type", "")
+    if content_type not in (*TEXT_TYPES, "xhtml") and "/" not in content_type:
+        raise BadRequest(
+            f'<content type="{content_type}"> is not allowed; use text, html, xhtml or a media type'
+        )
     title = _only_child(root, prefix + "title")
     title_text, title_type = ("", "") if title is None else _text_construct(title, "title")
     if content_type in TEXT_TYPES or content_type == "xhtml":

@@ -19,6 +19,7 @@ BAD_ENTRIES = {
     "markup-in-text": ("<entry><content>a <b>bold</b></content></entry>", "must not contain elements"),
     "bad-xhtml": ('<entry><content type="xhtml"><p>no div</p></content></entry>', "exactly one"),
     "bad-title-type": ('<entry><title type="markdown">x</title><content>c</content></entry>', "not allowed"),
+    "bad-content-type": ('<entry><content type="markdown">x</content></entry>', "not allowed"),
     "content-src": ('<entry><content src="http://example.org/x"/></entry>', "src"),
     "undefined-entity": ("<entry><content>&nbsp;</content></entry>", "not well-formed"),
     "xxe-file": (
@@ -120,3 +121,18 @@ def test_path_that_is_not_utf8_is_400(client):
     assert response.status == 400
     assert "UTF-8" in response.text
     assert client.get("/").text.count("<collection") == 0
+
+
+@pytest.mark.parametrize("text", ["bell \x07 in text", "nul \x00", "noncharacter \uffff"])
+def test_text_with_characters_xml_cannot_carry_is_400(client, text):
+    response = client.post("/feed=widgets", text.encode("utf-8"), "text/plain")
+    assert response.status == 400
+    assert "XML cannot carry" in response.text
+    assert_nothing_stored(client)
+
+
+def test_content_type_that_is_not_a_media_type_is_400(client):
+    response = client.post("/feed=widgets", b"x", "nonsense")
+    assert response.status == 400
+    assert "not a media type" in response.text
+    assert_nothing_stored(client)
