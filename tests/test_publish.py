@@ -165,3 +165,10 @@ def test_links_use_the_mount_prefix_once(client):
     response = client.publish("widgets", "x")
     assert response.headers["location"].count(PREFIX) == 1
     assert client.get("/feed=widgets").link("self") == "http://localhost/atommq/feed=widgets"
+
+
+def test_base_url_setting_replaces_the_host_and_prefix_in_links(make_client):
+    client = make_client(base_url="https://example.org/mq/")
+    response = client.publish("widgets", "x")
+    assert response.headers["location"].startswith("https://example.org/mq/feed=widgets/entry=")
+    assert client.get("/feed=widgets").link("self") == "https://example.org/mq/feed=widgets"
