@@ -177,6 +177,8 @@ class _App:
         draft = parse_message(body, environ.get("CONTENT_TYPE", ""))
         with self.store.transaction() as session:
             message = session.append(name, draft, self.make_uuid(), self.make_uuid(), self.clock())
+            # Rendered before the commit: should it fail, the message is not stored either.
+            document = atom.render_entry(message)
         location = self.entry_href(environ, message)
         headers = [
             ("Content-Type", atom.ENTRY_TYPE),
@@ -185,7 +187,7 @@ class _App:
             ("ETag", f'"{message.id.removeprefix("urn:uuid:")}"'),
         ]
         log.info("published %s to feed %r", message.id, name)
-        return "201 Created", headers, atom.render_entry(message)
+        return "201 Created", headers, document
 
 
 def parse_message(body: bytes, content_type: str) -> Draft:
