@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from atommq import atom
-from atommq.config import Config, configure_logging
+from atommq.config import Config, configure_logging, default_database_url
 from atommq.errors import AtomMQError, BadRequest, BodyTooLarge, MethodNotAllowed, NotFound
 from atommq.model import Draft, Message
 from atommq.store import Store
@@ -67,7 +67,13 @@ def make_app(
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """Build the WSGI application. The clock and the uuid generator are injectable for tests."""
     configure_logging(config)
-    return _App(config, store or Store(config.database_url), clock, make_uuid)
+    return _App(config, store or open_store(config), clock, make_uuid)
+
+
+def open_store(config: Config, pool_size: int = 10) -> Store:
+    """The configured store; the default SQLite folder is created on first use."""
+    is_default = config.database_url == default_database_url()
+    return Store(config.database_url, pool_size, create_folder=is_default)
 
 
 class _App:
@@ -86,7 +92,11 @@ class _App:
         except AtomMQError as error:
             status, body = error.status, (error.message + "\n").encode("utf-8")
             headers = [("Content-Type", TEXT_TYPE), *error.headers]
-            log.info("%s %r: %s %s", method, environ.get("PATH_INFO", ""), status, error.message)
+            path = environ.get("PATH_INFO", "")
+            if error.__cause__ is not None:  # a database failure: the log needs its reason
+                _log_error(environ, f"{method} {path!r}: {status}: {error.__cause__}\n")
+            else:
+                log.info("%s %r: %s %s", method, path, status, error.message)
         except Exception:
             path = environ.get("PATH_INFO", "")
             _log_error(environ, f"{method} {path!r} failed:\n{traceback.format_exc()}")

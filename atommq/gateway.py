@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import sys
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +54,9 @@ def run_cgi() -> int:
         app: Any = make_app(config.load())
     except ConfigError as error:
         sys.stderr.write(f"AtomMQ: {error}\n")
+        app = _misconfigured
+    except Exception:  # e.g. a database driver that is not installed: say why, in the log
+        sys.stderr.write(f"AtomMQ could not start:\n{traceback.format_exc()}")
         app = _misconfigured
     CGIHandler().run(app)
     # The answer is written and the transaction committed. Skip the interpreter's teardown of
@@ -101,12 +105,11 @@ def run_fastcgi(argv: list[str]) -> int:
         def addJob(self, job: Any, allowQueuing: bool = True) -> bool:  # noqa: N802, N803
             return bool(super().addJob(job, allowQueuing=True))
 
-    from atommq.app import make_app
-    from atommq.store import Store
+    from atommq.app import make_app, open_store
 
     try:
         settings = config.load()
-        app = make_app(settings, store=Store(settings.database_url, pool_size=FASTCGI_THREADS))
+        app = make_app(settings, store=open_store(settings, pool_size=FASTCGI_THREADS))
     except ConfigError as error:
         sys.stderr.write(f"AtomMQ: {error}\n")
         return 2

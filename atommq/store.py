@@ -6,8 +6,8 @@ lock, so the order of messages is their commit order and a polling consumer neve
 """
 
 import contextlib
-import logging
 import os
+import pwd
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +17,8 @@ from typing import Any
 import dataset
 import sqlalchemy as sa
 
-from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
+from atommq.errors import ConfigError, NotFound, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page
-
-log = logging.getLogger("atommq")
 
 # MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
 # (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
@@ -187,14 +185,44 @@ class Session:
         return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
 
 
+def _check_sqlite_folder(url: str, create: bool) -> None:
+    """The folder of a SQLite file must exist and be writable (SQLite writes -wal and -shm
+    files beside it). Only the default location is created: a typo in a configured path should
+    be an error, not a new folder somewhere."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    if create:
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"setting database_url: cannot create the default folder {folder!r} "
+                f"({error.strerror}); set ATOMMQ_DATABASE_URL to a file in a folder that "
+                f"user {user} can write, outside the web root"
+            ) from None
+    if not os.path.isdir(folder):
+        raise ConfigError(
+            f"setting database_url: folder {folder!r} of {url!r} does not exist; "
+            f"create it, writable by user {user}"
+        )
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(
+            f"setting database_url: user {user} cannot write in folder {folder!r}, where "
+            "SQLite keeps the database and its journal; give that user write access"
+        )
+
+
 class Store:
     """One per process. Thread-safe: dataset gives each thread its own connection."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, create_folder: bool = False) -> None:
         engine_kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 5}
         statements = []
         if url.startswith("sqlite"):
-            self._make_sqlite_folder(url)
+            _check_sqlite_folder(url, create_folder)
             # FULL makes every acknowledged message durable; WAL (dataset's default) lets
             # readers run beside the one writer; the busy timeout makes writers queue.
             statements = ["PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"]
@@ -211,13 +239,6 @@ class Store:
         self.dialect = self._engine.dialect.name
         self._schema_ready = False
         self._schema_lock = threading.Lock()
-
-    @staticmethod
-    def _make_sqlite_folder(url: str) -> None:
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:" and not path.startswith("file:"):
-            folder = os.path.dirname(os.path.abspath(path))
-            os.makedirs(folder, mode=0o700, exist_ok=True)
 
     def _ensure_schema(self) -> None:
         """Create the tables on first use; safe when several processes start at once."""
@@ -246,10 +267,20 @@ class Store:
             # A failed statement or COMMIT can leave the driver connection unusable, and
             # dataset's rollback does not reach it: throw the connection away.
             self._discard_connection()
-            if isinstance(error, sa.exc.OperationalError | sa.exc.TimeoutError):
-                log.warning("database unavailable: %s", error)
+            if self._is_temporary(error):
                 raise StoreUnavailable("the database is busy or unreachable; try again shortly") from error
             raise
+
+    def _is_temporary(self, error: Exception) -> bool:
+        """Worth a retry: a lock or busy timeout, a lost or refused connection. A SQLite file
+        that cannot be opened or written is a setup problem, not a passing one."""
+        if isinstance(error, sa.exc.TimeoutError):
+            return True
+        if not isinstance(error, sa.exc.OperationalError):
+            return False
+        if self.dialect == "sqlite":
+            return any(word in str(error.orig) for word in ("locked", "busy"))
+        return True
 
     def _discard_connection(self) -> None:
         with self._db.lock:

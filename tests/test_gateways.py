@@ -120,6 +120,7 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
         ("ATOMMQ_MAX_BODY_BYTES", "-1"),
         ("ATOMMQ_LOG_LEVEL", "LOUD"),
         ("ATOMMQ_DATABASE_URL", "atommq.db"),
+        ("ATOMMQ_DATABASE_URL", "sqlite:////nonexistent/folder/atommq.db"),
     ],
 )
 def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name, value):
@@ -186,6 +187,18 @@ def test_locked_database_is_503_with_retry_after_and_the_next_request_succeeds(c
         holder.close()
     assert response.status == 503
     assert response.headers["retry-after"] == "1"
+    assert "503" in client.log and "database is locked" in client.log
     client.publish("widgets", "third")
     contents = [e.findtext("a:content", namespaces=ATOM_NS) for e in client.get("/feed=widgets").entries()]
     assert contents == ["first", "third"]
+
+
+def test_default_database_folder_that_cannot_be_created_is_a_clear_start_up_error(tmp_path):
+    # /proc refuses new folders even to root: like /var/www/.local for www-data on Debian.
+    env = {**cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/"), "XDG_DATA_HOME": "/proc/atommq"}
+    del env["ATOMMQ_DATABASE_URL"]
+    done = subprocess.run([str(CGI_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    assert _parse_cgi_output(done.stdout.encode()).status == 500
+    assert "cannot create the default folder '/proc/atommq/atommq'" in done.stderr
+    assert "ATOMMQ_DATABASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr
