@@ -162,7 +162,9 @@ def main() -> int:
         server.wait()
 
     print("CGI (atommq.cgi, a new process per request), interleaved with the import floor:")
-    script = [str(ROOT / "cgi-bin" / "atommq.cgi")]
+    # Run as lighttpd's cgi.assign does, by the interpreter itself: through its shebang, the
+    # script would also time this machine's pyenv shim (a shell script), not AtomMQ.
+    script = [sys.executable, str(ROOT / "cgi-bin" / "atommq.cgi")]
     floor = "import dataset, lxml.etree"
     results.update(
         measure_interleaved(
