@@ -17,15 +17,17 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from wsgiref.validate import validator
 
 import pytest
 from lxml import etree, isoschematron
 
 import fastcgi_client
+import webservers
 
 ROOT = Path(__file__).resolve().parent.parent
 CGI_SCRIPT = ROOT / "cgi-bin" / "atommq.cgi"
@@ -113,8 +115,12 @@ class Client:
         }
 
     @property
+    def db_path(self) -> Path:
+        return self._web().db_path if self.transport in webservers.KINDS else self.tmp / "atommq.db"
+
+    @property
     def log(self) -> str:
-        path = self.tmp / "atommq.log"
+        path = self._web().log_path if self.transport in webservers.KINDS else self.tmp / "atommq.log"
         return path.read_text("utf-8") if path.exists() else ""
 
     def request(
@@ -124,8 +130,11 @@ class Client:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         send_length: bool = True,
+        server_may_refuse: bool = False,
     ) -> Response:
-        """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL."""
+        """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL.
+        `server_may_refuse`: a real web server may answer a URL it finds malformed itself, with
+        its own error page, before AtomMQ sees the request."""
         parts = urlsplit(target)
         path = unquote(parts.path, errors="surrogateescape")  # bytes that are not UTF-8 pass as-is
         if parts.scheme:
@@ -150,18 +159,28 @@ class Client:
             meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
         if body and send_length:
             meta["CONTENT_LENGTH"] = str(len(body))
-        response = getattr(self, "_via_" + self.transport)(meta, body)
-        self._check(method, response)
+        if self.transport in webservers.KINDS:
+            response = self._via_http(method, path, parts.query, headers or {}, body, send_length)
+        else:
+            response = getattr(self, "_via_" + self.transport)(meta, body)
+        if not (server_may_refuse and self.transport in webservers.KINDS):
+            self._check(method, response)
         return response
 
     def get(self, target: str, **headers: str) -> Response:
         return self.request("GET", target, headers={k.replace("_", "-"): v for k, v in headers.items()})
 
     def post(
-        self, target: str, body: bytes | str, content_type: str = "application/x-www-form-urlencoded"
+        self,
+        target: str,
+        body: bytes | str,
+        content_type: str = "application/x-www-form-urlencoded",
+        server_may_refuse: bool = False,
     ) -> Response:
         data = body.encode("utf-8") if isinstance(body, str) else body
-        return self.request("POST", target, data, {"Content-Type": content_type})
+        return self.request(
+            "POST", target, data, {"Content-Type": content_type}, server_may_refuse=server_may_refuse
+        )
 
     def publish(self, feed: str, text: str, title: str = "t") -> Response:
         entry = f"<entry><title>{title}</title><content>{text}</content></entry>"
@@ -230,6 +249,43 @@ class Client:
         stdout, _ = fastcgi_client.request(str(self._server.socket), meta, body)
         return _parse_cgi_output(stdout)
 
+    def _web(self) -> webservers.WebServer:
+        if self._server is None:
+            python, app = _deployed_app()
+            self._server = webservers.WebServer(self.transport, python, app, self.settings)
+        return self._server  # type: ignore[no-any-return]
+
+    def _via_http(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, send_length: bool
+    ) -> Response:
+        server = self._web()
+        target = (
+            PREFIX
+            + quote(path.encode("utf-8", "surrogateescape"), safe="/=;:@!$&'()*+,~")
+            + (f"?{query}" if query else "")
+        )
+        # Host: localhost, as for the other transports, so that links are alike everywhere.
+        connection = HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            connection.putheader("Host", "localhost")
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            if send_length and (body or method in ("POST", "PUT")):
+                connection.putheader("Content-Length", str(len(body)))  # as curl -d '' does
+            elif body:
+                connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            if body and send_length:
+                connection.send(body)
+            elif body:
+                connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            answer = connection.getresponse()
+            data = answer.read()
+            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
+        finally:
+            connection.close()
+
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
@@ -262,7 +318,27 @@ class FastCGIServer:
         shutil.rmtree(self.socket.parent, ignore_errors=True)
 
 
-TRANSPORTS = ("wsgi", "cgi", "fastcgi")
+# Every transport by default; ATOMMQ_TEST_TRANSPORTS=wsgi,fastcgi (say) runs fewer while you work.
+ALL_TRANSPORTS = ("wsgi", "cgi", "fastcgi", *webservers.KINDS)
+TRANSPORTS = tuple(os.environ.get("ATOMMQ_TEST_TRANSPORTS", ",".join(ALL_TRANSPORTS)).split(","))
+_DEPLOYED: list[tuple[Path, Path]] = []
+
+
+def _deployed_app() -> tuple[Path, Path]:
+    """The venv Python and the copy of the app that the web servers run (made once a session)."""
+    reason = webservers.missing()
+    need(reason is None, str(reason))
+    if not _DEPLOYED:
+        python = webservers.www_python()
+        _DEPLOYED.append((python, webservers.deploy_app(python)))
+    return _DEPLOYED[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_deployed_app() -> Iterator[None]:
+    yield
+    for _, app in _DEPLOYED:
+        shutil.rmtree(app, ignore_errors=True)
 
 
 @pytest.fixture(params=TRANSPORTS)

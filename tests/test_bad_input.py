@@ -85,7 +85,7 @@ def test_body_that_is_not_utf8_is_400(client, content_type):
     ["", ".hidden", "-dash", "a/b", "a b", "x" * 101, "semi;colon", "a&b", "quote'd", "new%0Aline"],
 )
 def test_feed_name_outside_the_rule_is_400(client, name):
-    response = client.post(f"/feed={name}", GOOD)
+    response = client.post(f"/feed={name}", GOOD, server_may_refuse=True)
     assert response.status in (400, 404)  # "a/b" is another path shape altogether
     assert client.get("/").text.count("<collection") == 0
 
@@ -117,9 +117,12 @@ def test_body_over_the_limit_without_content_length_is_413(make_client):
 
 
 def test_path_that_is_not_utf8_is_400(client):
-    response = client.post("/feed=caf%E9", GOOD)
-    assert response.status == 400
-    assert "UTF-8" in response.text
+    response = client.post("/feed=caf%E9", GOOD, server_may_refuse=True)
+    if response.headers["content-type"].startswith("text/plain"):  # AtomMQ's own answer
+        assert response.status == 400
+        assert "UTF-8" in response.text
+    else:  # lighttpd refuses such a URL itself
+        assert response.status in (400, 404)
     assert client.get("/").text.count("<collection") == 0
 
 

@@ -149,7 +149,7 @@ def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name,
 
 
 def test_unexpected_error_is_a_generic_500_and_its_traceback_is_logged(client):
-    (client.tmp / "atommq.db").write_bytes(b"this is not a SQLite database, it is garbage" * 100)
+    client.db_path.write_bytes(b"this is not a SQLite database, it is garbage" * 100)
     response = client.get("/feed=widgets")
     assert response.status == 500
     assert response.text == "AtomMQ had an internal error; the server's error log has the details\n"
@@ -178,7 +178,7 @@ def test_fastcgi_started_by_hand_listens_on_host_and_port(tmp_path):
 
 def test_locked_database_is_503_with_retry_after_and_the_next_request_succeeds(client):
     client.publish("widgets", "first")
-    holder = sqlite3.connect(client.tmp / "atommq.db", isolation_level=None)
+    holder = sqlite3.connect(client.db_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process is writing, for longer than the busy timeout
     try:
         response = client.post("/feed=widgets", "<entry><content>refused</content></entry>")

@@ -130,7 +130,8 @@ def test_head_gives_the_headers_of_get_without_a_body(client):
         assert head.status == 200
         assert head.body == b""
         assert head.headers["content-type"] == got.headers["content-type"]
-        assert head.headers["content-length"] == str(len(got.body))
+        # Apache drops Content-Length from HEAD answers; when it is there, it must be GET's.
+        assert head.headers.get("content-length", str(len(got.body))) == str(len(got.body))
         assert head.headers.get("etag") == got.headers.get("etag")
 
 
