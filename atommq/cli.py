@@ -1,4 +1,4 @@
-"""The `atommq` command: `python3 -m atommq serve` runs a development server."""
+"""The `atommq` command: `serve` runs a development server, `check` diagnoses an installation."""
 
 import argparse
 import socketserver
@@ -67,6 +67,19 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    from atommq.check import failed, find_user, render, run_checks
+
+    try:
+        user = find_user(args.user)
+    except KeyError:
+        print(f"atommq: no user named {args.user!r}", file=sys.stderr)
+        return 2
+    results = run_checks(user=user)
+    sys.stdout.write(render(results))
+    return 1 if failed(results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="atommq", description="AtomMQ, a message bus over AtomPub")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=8080, help="port to listen on (8080; 0: any free)")
     run.add_argument("--prefix", default="/atommq", help="URL path AtomMQ is mounted at (/atommq)")
     run.set_defaults(func=serve)
+    diagnose = commands.add_parser(
+        "check", help="say what stops a web server from running AtomMQ here, and what to do"
+    )
+    diagnose.add_argument("--user", help="the web server's user, e.g. www-data (default: you)")
+    diagnose.set_defaults(func=check)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

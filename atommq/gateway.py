@@ -44,7 +44,9 @@ def _misconfigured(environ: dict[str, Any], start_response: Any) -> Iterable[byt
 
 def run_cgi() -> int:
     if "REQUEST_METHOD" not in os.environ:
-        sys.stderr.write(CGI_USAGE)
+        from atommq.check import diagnosis  # run from a terminal: say what a server would trip on
+
+        sys.stderr.write(CGI_USAGE + diagnosis())
         return 2
     from wsgiref.handlers import CGIHandler
 
@@ -93,7 +95,9 @@ def run_fastcgi(argv: list[str]) -> int:
     elif _stdin_is_socket():
         bind = None  # spawned by the web server: the listening socket is fd 0
     else:
-        sys.stderr.write(FASTCGI_USAGE)
+        from atommq.check import diagnosis  # run from a terminal: say what a server would trip on
+
+        sys.stderr.write(FASTCGI_USAGE + diagnosis())
         return 2
     from flup.server.fcgi import WSGIServer
     from flup.server.threadpool import ThreadPool

@@ -1,0 +1,483 @@
+"""`atommq check`: is this installation runnable by the web server's user? Never imported on the
+request path: only by `python3 -m atommq check` and by a gateway script run from a terminal.
+
+Each check_* function returns Results (ok, warning or problem; a fix for the last two) and
+changes nothing: the write test runs in a transaction that is rolled back, on a scratch file
+beside the database when there is none yet. Decisions:
+- For another user (--user www-data) permissions are computed from file modes, owners and that
+  user's groups (ACLs are not read), and nothing is written: a write as root would leave files
+  that user cannot open. ATOMMQ_* variables are taken as given (set them as the server does);
+  an unset database_url means that user's default: its home, and no XDG_DATA_HOME.
+- A missing flup is a warning (only atommq.fcgi needs it); a #!/usr/bin/env python3 that finds
+  another Python on suexec's PATH (/usr/local/bin:/usr/bin:/bin) is a warning when the web server
+  config names the Python (the deploy/ samples do), a problem when that Python cannot be found.
+- max_body_bytes over 128 KiB and an unwritable __pycache__ are warnings: they cost, not break.
+"""
+
+import dataclasses
+import grp
+import importlib
+import importlib.util
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+from atommq import config
+from atommq.errors import ConfigError, StoreUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent  # holds atommq/, cgi-bin/, requirements.txt
+SCRIPTS = ("atommq.cgi", "atommq.fcgi")
+DEPENDENCIES = ("dataset", "lxml", "flup")
+SERVER_PATH = "/usr/local/bin:/usr/bin:/bin"  # suexec's; lighttpd passes none at all
+FCGID_LIMIT = 128 * 1024  # mod_fcgid's default FcgidMaxRequestLen
+WEB_ROOTS = ("/var/www", "/srv/www", "/usr/share/nginx/html")
+HOME_WEB_ROOTS = ("public_html", "www", "htdocs", "public")
+# The package that provides a database driver module, for a missing one.
+DRIVERS = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "pymysql (and use mysql+pymysql://)",
+}
+R, W, X = os.R_OK, os.W_OK, os.X_OK
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    name: str
+    status: str  # "ok", "warning" or "problem"
+    message: str
+    fix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    groups: frozenset[int]
+    home: str
+
+    @property
+    def is_me(self) -> bool:
+        return self.uid == os.geteuid()
+
+    @property
+    def owner(self) -> str:
+        """USER:GROUP, for chown."""
+        return f"{self.name}:{grp.getgrgid(self.gid).gr_name}"
+
+
+def find_user(name: str | None = None) -> User:
+    """The named user, or the current one; KeyError for an unknown name."""
+    entry = pwd.getpwuid(os.geteuid()) if name is None else pwd.getpwnam(name)
+    groups = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return User(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+
+
+def allows(user: User, path: str, want: int) -> bool:
+    """May `user` read/write/execute `path` itself (not counting the folders above it)?"""
+    if user.is_me:  # the kernel knows best: ACLs, read-only mounts
+        return os.access(path, want, effective_ids=True)
+    st = os.stat(path)
+    mode = st.st_mode
+    if user.uid == 0:  # root may do anything, but runs only what has some x bit
+        return not (want & X and not stat.S_ISDIR(mode) and not mode & 0o111)
+    shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in user.groups else 0
+    return (mode >> shift) & want == want
+
+
+def _describe(path: str) -> str:
+    st = os.stat(path)
+    try:
+        owner = f"{pwd.getpwuid(st.st_uid).pw_name}:{grp.getgrgid(st.st_gid).gr_name}"
+    except KeyError:
+        owner = f"{st.st_uid}:{st.st_gid}"
+    return f"{path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner})"
+
+
+def blocker(user: User, path: str, want: int) -> str | None:
+    """What stops `user` from using `path` with `want` (each folder above needs x), or None."""
+    absolute = os.path.abspath(path)
+    parts = Path(absolute).parts
+    for depth in range(1, len(parts)):
+        folder = os.path.join(*parts[:depth])
+        if not allows(user, folder, X):
+            return f"folder {_describe(folder)} cannot be entered"
+    if not os.path.exists(absolute):
+        return f"{absolute} does not exist"
+    if not allows(user, absolute, want):
+        verb = "written" if want & W else "run" if want & X and not os.path.isdir(absolute) else "read"
+        return f"{_describe(absolute)} cannot be {verb}"
+    return None
+
+
+def check_user(user: User) -> Result:
+    if user.is_me and user.uid == 0:
+        return Result(
+            "user", "warning", "running as root; a web server runs AtomMQ as another user",
+            "run this check as that user: python3 -m atommq check --user www-data (Debian's)",
+        )  # fmt: skip
+    return Result("user", "ok", f"checking for user {user.name}")
+
+
+def check_python(user: User, executable: str, version: tuple[int, ...], stdlib: str) -> Result:
+    """3.11 or newer, and runnable by that user: the interpreter (a venv's link and the file it
+    points to) and its standard library, each with every folder above it."""
+    shown = ".".join(map(str, version[:3]))
+    if tuple(version[:2]) < (3, 11):
+        return Result("python", "problem", f"{executable} is Python {shown}", "use Python 3.11 or newer")
+    needs = {executable: X, os.path.realpath(executable): X, stdlib: R | X}
+    for path, want in needs.items():
+        why = blocker(user, path, want)
+        if why:
+            return Result(
+                "python", "problem", f"user {user.name} cannot run {executable}: {why}",
+                "make a venv where that user can run it, not under /root or a private home: "
+                "python3 -m venv /srv/atommq/venv (from a Python outside /root too)",
+            )  # fmt: skip
+    return Result("python", "ok", f"Python {shown}, {executable}")
+
+
+def _requirements() -> dict[str, str]:
+    """Minimum versions from requirements.txt (name>=version lines)."""
+    found = {}
+    path = ROOT / "requirements.txt"
+    for line in path.read_text("utf-8").splitlines() if path.exists() else []:
+        name, _, least = line.partition(">=")
+        if least:
+            found[name.strip().lower()] = least.strip()
+    return found
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in version.split(".")[:3])
+
+
+def check_dependency(user: User, module: str) -> Result:
+    install = f"{sys.executable} -m pip install -r {ROOT / 'requirements.txt'}"
+    bad = "warning" if module == "flup" else "problem"  # only atommq.fcgi needs flup
+    try:
+        imported = importlib.import_module(module)
+    except Exception as error:  # ImportError, or a broken install raising anything
+        return Result(module, bad, f"cannot import {module}: {error}", install)
+    try:
+        version = metadata.version(module)
+    except metadata.PackageNotFoundError:
+        version = str(getattr(imported, "__version__", "?"))
+    least = _requirements().get(module)
+    if least and _numbers(version) < _numbers(least):
+        return Result(module, bad, f"{module} {version} is older than {least}", install)
+    why = imported.__file__ and blocker(user, os.path.dirname(imported.__file__), R | X)
+    if why:
+        fix = "install the dependencies in a Python that user can run (see the python line)"
+        return Result(module, "problem", f"user {user.name} cannot import {module}: {why}", fix)
+    return Result(module, "ok", f"{module} {version}")
+
+
+def check_package(user: User) -> Result:
+    why = blocker(user, str(ROOT / "atommq" / "__init__.py"), R)
+    if why:
+        fix = f"copy {ROOT} to a folder that user can read, e.g. /srv/atommq"
+        return Result("package", "problem", f"user {user.name} cannot read AtomMQ: {why}", fix)
+    return Result("package", "ok", f"{ROOT / 'atommq'}")
+
+
+def environ_for(user: User, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that user's web server would pass: not the caller's XDG_DATA_HOME."""
+    return dict(environ) if user.is_me else {k: v for k, v in environ.items() if k != "XDG_DATA_HOME"}
+
+
+def default_database_url(user: User, environ: Mapping[str, str]) -> str:
+    """What database_url means when it is not set, for that user."""
+    if user.is_me:
+        return config.default_database_url(environ)
+    return "sqlite:///" + os.path.join(user.home, ".local", "share", "atommq", "atommq.db")
+
+
+def check_config(environ: Mapping[str, str]) -> tuple[Result, config.Config | None]:
+    try:
+        settings = config.load(environ)
+    except ConfigError as error:
+        name = str(error).removeprefix("setting ").partition(" ")[0].rstrip(":")
+        variable, where = f"ATOMMQ_{name.upper()}", environ.get("ATOMMQ_CONFIG")
+        if name == "ATOMMQ_CONFIG":
+            fix = "make ATOMMQ_CONFIG name a readable INI file with an [atommq] section"
+        elif name not in config.NAMES:
+            fix = f"remove {name} from {where}; the settings are {', '.join(config.NAMES)}"
+        else:
+            fix = f"correct the variable {variable}" if variable in environ else f"correct {name} in {where}"
+        return Result("config", "problem", str(error), fix), None
+    sources = [environ["ATOMMQ_CONFIG"]] if environ.get("ATOMMQ_CONFIG") else []
+    sources += [f"ATOMMQ_{name.upper()}" for name in config.NAMES if f"ATOMMQ_{name.upper()}" in environ]
+    return Result("config", "ok", f"the settings load ({', '.join(['defaults', *sources])})"), settings
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (relative stays relative), or None (not SQLite, in memory)."""
+    scheme, _, rest = url.partition("://")
+    path = rest.partition("?")[0][1:]
+    if scheme.partition("+")[0] != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return path
+
+
+def check_database_folder(user: User, path: str, is_default: bool) -> Result:
+    """Relative paths, the folder, the file and SQLite's -wal/-shm beside it."""
+    group = user.owner.partition(":")[2]
+    elsewhere = (
+        f"install -d -o {user.name} -g {group} /var/lib/atommq and set "
+        "database_url = sqlite:////var/lib/atommq/atommq.db (ATOMMQ_DATABASE_URL)"
+    )
+    if not os.path.isabs(path):
+        message = f"SQLite path {path!r} is relative: to the web server's working folder, cgi-bin/ for CGI"
+        return Result("database", "problem", message, elsewhere)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        if not is_default:
+            fix = f"install -d -o {user.name} -g {group} {folder}"
+            return Result("database", "problem", f"folder {folder} does not exist", fix)
+        parent = next(p for p in Path(folder).parents if p.is_dir())
+        why = blocker(user, str(parent), W | X)
+        if why:
+            return Result(
+                "database", "problem", f"default folder {folder} cannot be created: {why}", elsewhere
+            )
+        return Result("database", "ok", f"{folder} does not exist yet; AtomMQ creates it on first use")
+    why = blocker(user, folder, W | X)
+    if why:
+        # The folder itself can be given away; a closed folder above it, like /root, cannot.
+        fix = elsewhere if blocker(user, os.path.dirname(folder), X) else f"chown {user.owner} {folder}"
+        return Result("database", "problem", f"SQLite needs to write in {folder}: {why}", fix)
+    for file in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(file) and not allows(user, file, R | W):
+            fix = f"chown {user.owner} {path} {path}-wal {path}-shm (those that exist)"
+            return Result("database", "problem", f"user {user.name} cannot write {_describe(file)}", fix)
+    return Result("database", "ok", f"user {user.name} can write {path} and its folder")
+
+
+def check_database_write(url: str, path: str | None) -> Result:
+    """Open the store and publish in a transaction that is rolled back. A SQLite file that does
+    not exist yet is not created: the probe runs on a scratch file beside it, then removed."""
+    from atommq.model import Draft
+    from atommq.store import Store
+
+    class Rollback(Exception):
+        pass
+
+    scratch = path if path is not None and not os.path.exists(path) else None
+    if scratch is not None:
+        scratch = os.path.join(os.path.dirname(scratch), f".atommq-check-{os.getpid()}.db")
+        url = "sqlite:///" + scratch
+    result = Result("write", "problem", "the write test did not run")
+    store = None
+    try:
+        store = Store(url, pool_size=1)
+        with store.transaction() as session:
+            draft = Draft("", "text", "atommq check", "text")
+            session.append("atommq-check", draft, str(uuid.uuid4()), str(uuid.uuid4()), "")
+            raise Rollback
+    except Rollback:
+        what = "a scratch file beside it, then removed" if scratch else url
+        result = Result("write", "ok", f"wrote to {what} ({store.dialect if store else ''}), rolled back")
+    except ConfigError as error:
+        result = Result("write", "problem", str(error), "see the database line above")
+    except ModuleNotFoundError as error:
+        package = DRIVERS.get(str(error.name), str(error.name))
+        fix = f"{sys.executable} -m pip install {package}"
+        result = Result("write", "problem", f"no driver for {url.partition(':')[0]}: {error}", fix)
+    except Exception as error:
+        cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
+        message = str(getattr(cause, "orig", None) or cause).splitlines()[0]
+        fix = "give this user write access to the database (and its folder, for SQLite)"
+        if isinstance(error, StoreUnavailable):
+            fix = "start the database server, or check the host, port and credentials in database_url"
+            if scratch or url.startswith("sqlite"):  # locked for over 5 s by another writer
+                fix = "find the process that holds the database's write lock; then run the check again"
+        result = Result("write", "problem", f"{type(cause).__name__}: {message}", fix)
+    finally:
+        if store is not None:
+            store.close()
+        for suffix in ("", "-wal", "-shm", "-journal") if scratch else ():
+            Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+    return result
+
+
+def web_roots(user: User, environ: Mapping[str, str]) -> list[str]:
+    roots = [environ["DOCUMENT_ROOT"]] if environ.get("DOCUMENT_ROOT") else []
+    return roots + list(WEB_ROOTS) + [os.path.join(user.home, name) for name in HOME_WEB_ROOTS]
+
+
+def check_web_root(setting: str, path: str, roots: list[str], status: str = "problem") -> Result:
+    """A file under a folder a web server may serve can be downloaded by anyone."""
+    real = os.path.realpath(path)
+    for root in roots:
+        if Path(real).is_relative_to(os.path.realpath(root)):
+            message = f"{path} is under {root}, which a web server may serve: it could be downloaded"
+            fix = f"move it outside every web root (e.g. to /var/lib/atommq/) and point {setting} at it there"
+            return Result("web root", status, message, fix)
+    found = [root for root in roots if os.path.isdir(root)]
+    return Result(
+        "web root", "ok", f"{path} is under none of the web roots found ({', '.join(found) or 'none'})"
+    )
+
+
+def check_log_file(user: User, log_file: str) -> Result:
+    exists = os.path.exists(log_file)
+    why = blocker(user, log_file if exists else os.path.dirname(os.path.abspath(log_file)), W)
+    if why:
+        fix = f"touch {log_file} && chown {user.owner} {log_file}, or unset log_file"
+        return Result("log_file", "problem", f"user {user.name} cannot append to {log_file}: {why}", fix)
+    return Result("log_file", "ok", f"user {user.name} can append to {log_file}")
+
+
+def check_body_limit(max_body_bytes: int) -> Result:
+    if max_body_bytes > FCGID_LIMIT:
+        return Result(
+            "max_body_bytes", "warning", f"{max_body_bytes} is over mod_fcgid's default limit (131072)",
+            f"under Apache mod_fcgid, set FcgidMaxRequestLen {max_body_bytes} (deploy/apache.conf does)",
+        )  # fmt: skip
+    return Result("max_body_bytes", "ok", str(max_body_bytes))
+
+
+def _python_of(shebang: str) -> str | None:
+    words = shebang[2:].split()
+    if words[:1] == ["/usr/bin/env"] and len(words) > 1:
+        return shutil.which(words[1], path=SERVER_PATH)
+    return words[0] if words else None
+
+
+def _missing_modules(python: str) -> list[str] | None:
+    """The dependencies that `python` cannot find (found, not imported: fast); None if it fails."""
+    code = f"import importlib.util as u; print(*[m for m in {DEPENDENCIES!r} if not u.find_spec(m)])"
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.split() if done.returncode == 0 else None
+
+
+def check_script(user: User, script: Path) -> Result:
+    """Executable, a shebang without CR (a file uploaded from Windows: "bad interpreter"), and
+    the Python that shebang finds."""
+    why = blocker(user, str(script), R | X)
+    if why:
+        return Result(script.name, "problem", f"user {user.name} cannot run it: {why}", f"chmod 755 {script}")
+    with script.open("rb") as file:
+        first = file.readline()
+    if not first.startswith(b"#!"):
+        return Result(script.name, "problem", "no #! first line", f"make its first line #!{sys.executable}")
+    if first.endswith(b"\r\n"):
+        fix = f"sed -i 's/\\r$//' {script} (or upload it in text/ASCII mode)"
+        return Result(script.name, "problem", "Windows line endings (CRLF): 'bad interpreter'", fix)
+    shebang = first.decode("utf-8", "replace").strip()
+    python = _python_of(shebang)
+    fix = f"make its first line #!{sys.executable}, or have the web server run it with that Python"
+    if python is None or not os.path.exists(python):
+        return Result(script.name, "problem", f"{shebang}: no such interpreter on {SERVER_PATH}", fix)
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        missing = _missing_modules(python)
+        if missing is None or missing:
+            lacks = "does not run" if missing is None else "lacks " + ", ".join(missing)
+            message = f"{shebang} finds {python} on {SERVER_PATH}, which {lacks}"
+            return Result(script.name, "warning", message, fix)
+    return Result(script.name, "ok", f"{shebang}")
+
+
+def _compiled(source: Path, pyc: Path) -> bool:
+    """Would Python use `pyc` for `source` (PEP 552 header: magic, flags, mtime, size)?"""
+    try:
+        with pyc.open("rb") as file:
+            header = file.read(16)
+    except OSError:
+        return False
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    if int.from_bytes(header[4:8], "little"):  # hash-based: checked by hash, if at all
+        return True
+    st = source.stat()
+    stamp = (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF)
+    return (int.from_bytes(header[8:12], "little"), int.from_bytes(header[12:16], "little")) == stamp
+
+
+def check_bytecode(user: User, package: Path) -> Result:
+    """Without a writable __pycache__, Python recompiles every module on every CGI request."""
+    cache = package / "__pycache__"
+    if not blocker(user, str(cache if cache.is_dir() else package), W | X):
+        return Result("bytecode", "ok", f"user {user.name} can write {cache}")
+    tag = sys.implementation.cache_tag
+    stale = [p.name for p in sorted(package.glob("*.py")) if not _compiled(p, cache / f"{p.stem}.{tag}.pyc")]
+    if stale:
+        return Result(
+            "bytecode", "warning", f"user {user.name} cannot write {cache}; {stale[0]} is not compiled",
+            f"{sys.executable} -m compileall {package} (again after each update)",
+        )  # fmt: skip
+    return Result("bytecode", "ok", f"{cache} is read-only for {user.name}, and compiled")
+
+
+def run_checks(environ: Mapping[str, str] | None = None, user: User | None = None) -> list[Result]:
+    user = user or find_user()
+    env = environ_for(user, os.environ if environ is None else environ)
+    results = [
+        check_user(user),
+        check_python(user, sys.executable, sys.version_info[:3], os.path.dirname(os.__file__)),
+    ]
+    results += [check_dependency(user, module) for module in DEPENDENCIES]
+    results.append(check_package(user))
+    results += [check_script(user, ROOT / "cgi-bin" / name) for name in SCRIPTS]
+    results.append(check_bytecode(user, ROOT / "atommq"))
+    result, settings = check_config(env)
+    results.append(result)
+    if settings is None:
+        return results
+    default = default_database_url(user, env)
+    if settings.database_url == config.default_database_url(env):  # not set: that user's default
+        settings = dataclasses.replace(settings, database_url=default)
+    roots = web_roots(user, env)
+    path = sqlite_path(settings.database_url)
+    usable = True
+    if path is not None:
+        results.append(check_database_folder(user, path, settings.database_url == default))
+        usable = results[-1].status == "ok" and os.path.isdir(os.path.dirname(path))
+        if os.path.isabs(path):
+            results.append(check_web_root("database_url", path, roots))
+    if not user.is_me:
+        why = f"not tried: a test write as {find_user().name} would leave files {user.name} cannot use"
+        results.append(Result("write", "ok", why))
+    elif usable:
+        results.append(check_database_write(settings.database_url, path))
+    if env.get("ATOMMQ_CONFIG"):
+        results.append(check_web_root("ATOMMQ_CONFIG", env["ATOMMQ_CONFIG"], roots, "warning"))
+    if settings.log_file:
+        results.append(check_log_file(user, settings.log_file))
+        results.append(check_web_root("log_file", settings.log_file, roots, "warning"))
+    results.append(check_body_limit(settings.max_body_bytes))
+    return results
+
+
+def render(results: list[Result]) -> str:
+    lines = []
+    for result in results:
+        lines.append(f"{result.status:<8} {result.name}: {result.message}")
+        if result.fix:
+            lines.append(f"{'':9}fix: {result.fix}")
+    return "\n".join(lines) + "\n"
+
+
+def diagnosis() -> str:
+    """For a gateway script run from a terminal: the same report as `atommq check`."""
+    try:
+        text = render(run_checks())
+    except Exception as error:  # never a traceback at someone reading a usage message
+        text = f"problem  check: the check itself failed: {error!r}\n"
+    return f"\nWhat python3 -m atommq check finds for user {find_user().name}:\n{text}"
+
+
+def failed(results: list[Result]) -> bool:
+    return any(result.status == "problem" for result in results)

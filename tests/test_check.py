@@ -1,0 +1,253 @@
+"""`python3 -m atommq check`, and the same diagnosis from a gateway script run in a terminal."""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from atommq.check import check_bytecode, find_user
+from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output
+
+ME = find_user()  # who runs the tests (root, in CI)
+ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
+
+
+def check(tmp_path: Path, *args: str, cwd: Path = ROOT, python: str = sys.executable, **env: str):
+    """Run the check as a user would; returns (exit status, output lines)."""
+    environ = {"PATH": os.environ.get("PATH", ""), "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+    environ.update(env)
+    done = subprocess.run(
+        [python, "-m", "atommq", "check", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def line(lines: list[str], name: str) -> str:
+    found = [text for text in lines if text[9:].startswith(name + ":")]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def fix_for(lines: list[str], name: str) -> str:
+    following = lines[lines.index(line(lines, name)) + 1]
+    assert following.startswith(" " * 9 + "fix: "), lines
+    return following.strip()
+
+
+def copy_of_the_app(tmp_path: Path) -> Path:
+    """A copy of what a user uploads: atommq/, cgi-bin/ and requirements.txt side by side."""
+    app = tmp_path / "app"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "atommq", app / "atommq", ignore=ignore)
+    shutil.copytree(ROOT / "cgi-bin", app / "cgi-bin")
+    shutil.copy(ROOT / "requirements.txt", app)
+    return app
+
+
+def test_a_working_installation_passes_and_the_write_test_leaves_nothing_behind(tmp_path):
+    status, lines = check(tmp_path)
+    assert status == 0, lines
+    assert all(text.startswith(("ok ", "warning ", " ")) for text in lines), lines
+    for name in ("python", "dataset", "lxml", "config", "database", "web root"):
+        assert line(lines, name).startswith("ok "), lines
+    assert line(lines, "write").startswith("ok       write: wrote to a scratch file")
+    assert list(tmp_path.iterdir()) == []  # no database, no scratch file
+
+
+def test_write_test_on_an_existing_database_rolls_back(tmp_path):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db",
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/feed=widgets",
+        "CONTENT_LENGTH": str(len(ENTRY)),
+        "SCRIPT_NAME": "/atommq",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    done = subprocess.run([str(CGI_SCRIPT)], input=ENTRY, env=env, capture_output=True, timeout=60)
+    assert _parse_cgi_output(done.stdout).status == 201
+    status, lines = check(tmp_path)
+    assert status == 0, lines
+    assert (
+        line(lines, "write")
+        == f"ok       write: wrote to sqlite:///{tmp_path}/atommq.db (sqlite), rolled back"
+    )
+    with sqlite3.connect(tmp_path / "atommq.db") as db:
+        assert db.execute("SELECT name, last_seq FROM atommq_feeds").fetchall() == [("widgets", 1)]
+        assert db.execute("SELECT count(*) FROM atommq_messages").fetchone() == (1,)
+
+
+def test_database_folder_that_does_not_exist_is_a_problem(tmp_path):
+    status, lines = check(tmp_path, ATOMMQ_DATABASE_URL=f"sqlite:///{tmp_path}/missing/atommq.db")
+    assert status == 1
+    assert line(lines, "database") == f"problem  database: folder {tmp_path}/missing does not exist"
+    assert (
+        fix_for(lines, "database") == f"fix: install -d -o {ME.owner.replace(':', ' -g ')} {tmp_path}/missing"
+    )
+    assert not (tmp_path / "missing").exists()
+
+
+def test_relative_sqlite_path_is_a_problem(tmp_path):
+    status, lines = check(tmp_path, ATOMMQ_DATABASE_URL="sqlite:///atommq.db")
+    assert status == 1
+    assert "is relative" in line(lines, "database")
+    assert "sqlite:////var/lib/atommq/atommq.db" in fix_for(lines, "database")
+
+
+def test_database_under_the_document_root_is_a_problem(tmp_path):
+    (tmp_path / "htdocs" / "data").mkdir(parents=True)
+    url = f"sqlite:///{tmp_path}/htdocs/data/atommq.db"
+    status, lines = check(tmp_path, ATOMMQ_DATABASE_URL=url, DOCUMENT_ROOT=str(tmp_path / "htdocs"))
+    assert status == 1
+    assert line(lines, "web root") == (
+        f"problem  web root: {tmp_path}/htdocs/data/atommq.db is under {tmp_path}/htdocs, "
+        "which a web server may serve: it could be downloaded"
+    )
+    assert "point database_url at it" in fix_for(lines, "web root")
+    status, lines = check(tmp_path, ATOMMQ_DATABASE_URL=url, DOCUMENT_ROOT=str(tmp_path / "elsewhere"))
+    assert status == 0 and line(lines, "web root").startswith("ok "), lines
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fix"),
+    [
+        ("ATOMMQ_PAGE_SIZE", "lots", "fix: correct the variable ATOMMQ_PAGE_SIZE"),
+        ("ATOMMQ_DATABASE_URL", "atommq.db", "fix: correct the variable ATOMMQ_DATABASE_URL"),
+    ],
+)
+def test_bad_setting_is_a_problem_naming_the_setting(tmp_path, variable, value, fix):
+    status, lines = check(tmp_path, **{variable: value})
+    assert status == 1
+    setting = variable.removeprefix("ATOMMQ_").lower()
+    assert line(lines, "config").startswith(f"problem  config: setting {setting}: {value!r}")
+    assert fix_for(lines, "config") == fix
+
+
+def test_bad_setting_in_the_ini_file_says_which_file(tmp_path):
+    ini = tmp_path / "atommq.ini"
+    ini.write_text("[atommq]\nmax_body_bytes = 0\n")
+    status, lines = check(tmp_path, ATOMMQ_CONFIG=str(ini))
+    assert status == 1
+    assert "setting max_body_bytes: '0' is out of range" in line(lines, "config")
+    assert fix_for(lines, "config") == f"fix: correct max_body_bytes in {ini}"
+
+
+def test_body_limit_over_mod_fcgid_default_is_a_warning(tmp_path):
+    status, lines = check(tmp_path, ATOMMQ_MAX_BODY_BYTES="200000")
+    assert status == 0
+    assert line(lines, "max_body_bytes").startswith("warning ")
+    assert (
+        fix_for(lines, "max_body_bytes")
+        == "fix: under Apache mod_fcgid, set FcgidMaxRequestLen 200000 (deploy/apache.conf does)"
+    )
+    status, lines = check(tmp_path, ATOMMQ_MAX_BODY_BYTES="131072")
+    assert line(lines, "max_body_bytes") == "ok       max_body_bytes: 131072"
+
+
+def test_log_file_in_a_missing_folder_is_a_problem(tmp_path):
+    status, lines = check(tmp_path, ATOMMQ_LOG_FILE=str(tmp_path / "logs" / "atommq.log"))
+    assert status == 1
+    assert line(lines, "log_file").startswith(
+        f"problem  log_file: user {ME.name} cannot append to {tmp_path}/logs/atommq.log"
+    )
+
+
+def test_script_with_windows_line_endings_is_a_problem(tmp_path):
+    app = copy_of_the_app(tmp_path)
+    script = app / "cgi-bin" / "atommq.cgi"
+    script.write_bytes(script.read_bytes().replace(b"\n", b"\r\n"))
+    status, lines = check(tmp_path, cwd=app)
+    assert status == 1
+    assert line(lines, "atommq.cgi") == "problem  atommq.cgi: Windows line endings (CRLF): 'bad interpreter'"
+    assert (
+        fix_for(lines, "atommq.cgi") == f"fix: sed -i 's/\\r$//' {script} (or upload it in text/ASCII mode)"
+    )
+    assert "CRLF" not in line(lines, "atommq.fcgi")
+
+
+def test_script_that_is_not_executable_is_a_problem(tmp_path):
+    app = copy_of_the_app(tmp_path)
+    (app / "cgi-bin" / "atommq.fcgi").chmod(0o644)
+    status, lines = check(tmp_path, cwd=app)
+    assert status == 1
+    assert "cannot be run" in line(lines, "atommq.fcgi")
+    assert fix_for(lines, "atommq.fcgi") == f"fix: chmod 755 {app}/cgi-bin/atommq.fcgi"
+
+
+def test_python_in_a_private_folder_cannot_be_run_by_another_user(tmp_path):
+    private = Path(tempfile.mkdtemp())  # mode 0700, like /root
+    try:
+        venv = private / "venv"
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True
+        )
+        python = str(venv / "bin" / "python3")
+        status, lines = check(tmp_path, "--user", "nobody", python=python)
+        assert status == 1
+        assert line(lines, "python") == (
+            f"problem  python: user nobody cannot run {python}: "
+            f"folder {private} (mode 0700, owner {ME.owner}) cannot be entered"
+        )
+        assert (
+            line(lines, "write")
+            == f"ok       write: not tried: a test write as {ME.name} would leave files nobody cannot use"
+        )
+        status, lines = check(tmp_path, python=python)  # its owner can run it
+        assert line(lines, "python").startswith("ok       python: Python 3.")
+    finally:
+        shutil.rmtree(private)
+
+
+def test_unknown_user_is_refused(tmp_path):
+    status, lines = check(tmp_path, "--user", "no-such-user-here")
+    assert status == 2
+
+
+def test_read_only_bytecode_cache_wants_compileall(tmp_path):
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)  # nobody may enter it, not write it
+        package = folder / "atommq"
+        shutil.copytree(ROOT / "atommq", package, ignore=shutil.ignore_patterns("__pycache__"))
+        nobody = find_user("nobody")
+        result = check_bytecode(nobody, package)
+        assert result.status == "warning"
+        assert result.fix == f"{sys.executable} -m compileall {package} (again after each update)"
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+        assert check_bytecode(nobody, package).status == "ok"
+        (package / "config.py").write_text((package / "config.py").read_text() + "\n# changed\n")
+        assert check_bytecode(nobody, package).message.endswith("config.py is not compiled")
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(
+    ("script", "usage"),
+    [(CGI_SCRIPT, "atommq.cgi is a CGI script"), (FCGI_SCRIPT, "usage: atommq.fcgi")],
+    ids=["cgi", "fastcgi"],
+)
+def test_script_run_from_a_terminal_prints_usage_and_the_diagnosis(tmp_path, script, usage):
+    env = {"PATH": os.environ.get("PATH", ""), "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/missing/a.db"}
+    done = subprocess.run(
+        [str(script)], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(usage)
+    assert f"What python3 -m atommq check finds for user {ME.name}:" in lines
+    assert line(lines, "python").startswith("ok       python: Python 3.")
+    assert line(lines, "database") == f"problem  database: folder {tmp_path}/missing does not exist"
+    assert "Traceback" not in done.stderr
