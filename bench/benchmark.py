@@ -100,6 +100,9 @@ def main() -> int:
     parser.add_argument("--page-size", type=int, default=1000, help="messages in a full page (1000)")
     args = parser.parse_args()
     scale = 5 if args.quick else 1
+    # As a deployment should (README, Deploy): without up-to-date .pyc files every CGI request
+    # would compile AtomMQ's modules again.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "atommq")], check=True)
     work = Path(tempfile.mkdtemp(prefix="amqbench"))
     env = {
         **os.environ,
