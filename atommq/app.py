@@ -18,7 +18,7 @@ import traceback
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from atommq import atom
 from atommq.config import Config, configure_logging, default_database_url
@@ -138,7 +138,7 @@ class _App:
             default = "443" if environ["wsgi.url_scheme"] == "https" else "80"
             if port and port != default:
                 host += ":" + port
-        script = environ.get("SCRIPT_NAME", "").encode("latin-1")
+        script = _mount_point(environ).encode("latin-1")
         return f"{environ['wsgi.url_scheme']}://{host}{quote(script)}"
 
     def feed_href(self, environ: Environ, name: str) -> str:
@@ -272,6 +272,18 @@ def _path(environ: Environ) -> str:
         return str(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8"))
     except UnicodeError:
         raise BadRequest("the URL path is not valid UTF-8 after percent-decoding") from None
+
+
+def _mount_point(environ: Environ) -> str:
+    """The URL path AtomMQ answers under. Usually SCRIPT_NAME; but when an .htaccess rewrite
+    took /atommq/feed=x to /cgi-bin/atommq.cgi/feed=x, Apache keeps the URL the client asked for
+    in REDIRECT_URL (REDIRECT_STATUS 200), and links should use that clean prefix. REDIRECT_URL
+    is still percent-encoded; PATH_INFO is not."""
+    redirected = unquote_to_bytes(str(environ.get("REDIRECT_URL", ""))).decode("latin-1")
+    path = environ.get("PATH_INFO", "")
+    if redirected and environ.get("REDIRECT_STATUS") == "200" and redirected.endswith(path):
+        return redirected[: len(redirected) - len(path)].rstrip("/") if path else redirected
+    return str(environ.get("SCRIPT_NAME", ""))
 
 
 def _allow(method: str, allowed: tuple[str, ...]) -> None:

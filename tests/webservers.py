@@ -23,7 +23,42 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WWW_USER = "www-data"
 SYSTEM_PYTHON = "/usr/bin/python3"
-KINDS = ("lighttpd-fastcgi", "lighttpd-cgi", "apache-cgi", "apache-fcgid", "apache-proxy-fcgi")
+KINDS = (
+    "lighttpd-fastcgi",
+    "lighttpd-cgi",
+    "apache-cgi",
+    "apache-fcgid",
+    "apache-proxy-fcgi",
+    "apache-htaccess",
+)
+MODULES = "/usr/lib/apache2/modules"
+# A shared host as many are: a web root whose .htaccess may set handlers, options, rewrites and
+# authentication, a python3 on the scripts' PATH, and nothing of AtomMQ's in the server config.
+SHARED_HOST = """
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule env_module {modules}/mod_env.so
+LoadModule cgid_module {modules}/mod_cgid.so
+LoadModule rewrite_module {modules}/mod_rewrite.so
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+User www-data
+Group www-data
+PidFile {run}/apache2.pid
+DefaultRuntimeDir {run}
+ErrorLog {log}/error.log
+DocumentRoot {htdocs}
+SetEnv PATH {venv}/bin:/usr/local/bin:/usr/bin:/bin
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory {htdocs}>
+    AllowOverride FileInfo Options AuthConfig Limit
+    Options SymLinksIfOwnerMatch
+    Require all granted
+</Directory>
+"""
 # The seds the samples document, to switch to an alternative.
 LIGHTTPD_CGI = ["-e", r'/^\$HTTP\["url"\]/,/^}/s/^/#/', "-e", "s/^#CGI# //"]
 APACHE_ALTERNATIVE = ["-e", "/^ScriptAlias/,/^<.Directory>/s/^/#/"]
@@ -149,6 +184,8 @@ class WebServer:
         self._run(["lighttpd", "-D", "-f", str(conf)])
 
     def _start_apache(self, python: Path, app: Path) -> None:
+        if self.kind == "apache-htaccess":
+            return self._start_shared_host(python, app)
         conf = ROOT / "deploy" / "apache.conf"
         if self.kind in ("apache-fcgid", "apache-proxy-fcgi"):
             marker = "FCGID" if self.kind == "apache-fcgid" else "PROXY"
@@ -199,6 +236,29 @@ class WebServer:
         }
         options = [arg for k, v in defines.items() for arg in ("-C", f"Define {k} {v}")]
         self._run(["apache2", *options, "-f", str(conf), "-DATOMMQ_STANDALONE", "-DFOREGROUND"])
+
+    def _start_shared_host(self, python: Path, app: Path) -> None:
+        """The user copies cgi-bin/ and atommq/ into the web root and the sample as .htaccess,
+        changing the two lines it marks."""
+        htdocs = self.folder / "htdocs"
+        for part in ("atommq", "cgi-bin"):
+            shutil.copytree(app / part, htdocs / part)
+        sample = (ROOT / "deploy" / "shared-hosting.htaccess").read_text()
+        sample = sample.replace("/home/YOU/atommq-data/atommq.db", str(self.db_path))
+        sample = sample.replace('SetEnv ATOMMQ_CONFIG ""', f"SetEnv ATOMMQ_CONFIG {self.ini}")
+        (htdocs / ".htaccess").write_text(sample)
+        conf = self.folder / "host.conf"
+        conf.write_text(
+            SHARED_HOST.format(
+                modules=MODULES,
+                port=self.port,
+                run=self.folder / "run",
+                log=self.folder / "log",
+                htdocs=htdocs,
+                venv=python.parent.parent,
+            )
+        )
+        self._run(["apache2", "-f", str(conf), "-DFOREGROUND"])
 
     def _wait(self) -> None:
         deadline = time.monotonic() + 30
