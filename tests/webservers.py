@@ -146,8 +146,9 @@ class WebServer:
         self.log_path = self.folder / "log" / "atommq.log"
         # Settings a test asks for go in an INI file, which the samples name with a variable.
         self.ini = self.folder / "state" / "atommq.ini"
-        lines = [f"{k.removeprefix('ATOMMQ_').lower()} = {v}" for k, v in settings.items()]
-        self.ini.write_text("[atommq]\n" + "\n".join([f"log_file = {self.log_path}", *lines]) + "\n")
+        values = {"log_file": str(self.log_path)}
+        values.update({k.removeprefix("ATOMMQ_").lower(): v for k, v in settings.items()})
+        self.ini.write_text("[atommq]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
         self.processes: list[subprocess.Popen[bytes]] = []
         self._stderr = (self.folder / "server-stderr.log").open("wb")
         getattr(self, "_start_" + kind.split("-")[0])(python, app)
