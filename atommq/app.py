@@ -9,7 +9,6 @@ prefix (SCRIPT_NAME, usually /atommq), it serves:
     GET|HEAD  /feed=NAME/entry=ID    one message
 """
 
-import base64
 import datetime
 import hashlib
 import logging
@@ -18,12 +17,12 @@ import traceback
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
-from atommq import atom
+from atommq import atom, inbound
 from atommq.config import Config, configure_logging, default_database_url
-from atommq.errors import AtomMQError, BadRequest, BodyTooLarge, MethodNotAllowed, NotFound
-from atommq.model import Draft, Message
+from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound
+from atommq.model import Message
 from atommq.store import Store
 
 Environ = dict[str, Any]
@@ -37,15 +36,7 @@ FEED_NAME_RULE = "1-100 letters, digits, '_', '-' or '.', starting with a letter
 FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
 TEXT_TYPE = "text/plain; charset=utf-8"
-_FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
-# Characters that XML 1.0 cannot carry (section 2.2): a message holding one could never be served.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_MEDIA_TYPE = re.compile(r"\A[a-z0-9][\w.+-]*/[a-z0-9][\w.+-]*\Z")
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
-# Bodies over the limit are still read, up to this much, so that a web server does not cut
-# off our 413 because its CGI child stopped reading (FIELD-NOTES 3, mod_cgid).
-_DISCARD_AT_MOST = 64 * 1024 * 1024
-_CHUNK = 64 * 1024
 
 log = logging.getLogger("atommq")
 
@@ -109,8 +100,8 @@ class _App:
         return [b""] if method == "HEAD" else [body]
 
     def handle(self, environ: Environ, method: str) -> Response:
-        body = read_body(environ, method, self.config.max_body_bytes)
-        path = _path(environ)
+        body = inbound.read_body(environ, method, self.config.max_body_bytes)
+        path = inbound.path_info(environ)
         if path in ("", "/"):
             _allow(method, ("GET", "HEAD"))
             return self.service(environ)
@@ -155,7 +146,7 @@ class _App:
         return "200 OK", [("Content-Type", SERVICE_TYPE)], document
 
     def feed(self, environ: Environ, name: str) -> Response:
-        cursor, inclusive = _cursor(environ.get("QUERY_STRING", ""))
+        cursor, inclusive = inbound.cursor(environ.get("QUERY_STRING", ""))
         href = self.feed_href(environ, name)
         self_href = href
         if cursor is not None:
@@ -184,7 +175,7 @@ class _App:
         return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message)
 
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
-        draft = parse_message(body, environ.get("CONTENT_TYPE", ""))
+        draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
         with self.store.transaction() as session:
             message = session.append(name, draft, self.make_uuid(), self.make_uuid(), self.clock())
             # Rendered before the commit: should it fail, the message is not stored either.
@@ -198,80 +189,6 @@ class _App:
         ]
         log.info("published %s to feed %r", message.id, name)
         return "201 Created", headers, document
-
-
-def parse_message(body: bytes, content_type: str) -> Draft:
-    """The message in a POST body. The body is never parsed as a form, whatever its type:
-    XML is an Atom entry; other text is a plain-text message; any other media type is stored
-    with that type, Base64-encoded as RFC 4287 4.1.3.3 requires."""
-    if not body:
-        raise BadRequest("the body is empty; send an Atom <entry> or a plain-text message")
-    media = content_type.split(";", 1)[0].strip().lower()
-    if atom.is_xml_media_type(media) or body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
-        return atom.parse_entry(body)
-    if media in _FORM_OR_TEXT:
-        return Draft("", "", _text(body), "")
-    if not _MEDIA_TYPE.match(media):
-        raise BadRequest(f"Content-Type {content_type!r} is not a media type such as text/plain")
-    if media.startswith("text/"):
-        return Draft("", "", _text(body), media)
-    return Draft("", "", base64.b64encode(body).decode("ascii"), media)
-
-
-def _text(body: bytes) -> str:
-    """A plain-text body: UTF-8, and only characters that XML can carry."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text") from None
-    bad = _NOT_XML.search(text)
-    if bad:
-        raise BadRequest(
-            f"the body contains U+{ord(bad.group()):04X}, which XML cannot carry; "
-            "send such data as application/octet-stream and it is stored Base64-encoded"
-        )
-    return text
-
-
-def read_body(environ: Environ, method: str, limit: int) -> bytes:
-    """The whole request body, at most `limit` bytes. Without CONTENT_LENGTH (a chunked upload
-    under Apache CGI) a POST body is read to the end of input."""
-    stream = environ["wsgi.input"]
-    length_text = environ.get("CONTENT_LENGTH", "").strip()
-    if length_text:
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise BadRequest(f"Content-Length {length_text!r} is not a number") from None
-        if length > limit:
-            _read(stream, min(length, _DISCARD_AT_MOST))
-            raise BodyTooLarge(f"the body is {length} bytes; the limit is {limit} bytes")
-        return _read(stream, length)
-    if method not in ("POST", "PUT", "PATCH"):
-        return b""
-    body = _read(stream, limit + 1)
-    if len(body) > limit:
-        _read(stream, _DISCARD_AT_MOST)
-        raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
-    return body
-
-
-def _read(stream: Any, size: int) -> bytes:
-    parts = []
-    while size > 0:
-        chunk = stream.read(min(size, _CHUNK))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
-
-
-def _path(environ: Environ) -> str:
-    try:
-        return str(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8"))
-    except UnicodeError:
-        raise BadRequest("the URL path is not valid UTF-8 after percent-decoding") from None
 
 
 def _mount_point(environ: Environ) -> str:
@@ -289,26 +206,6 @@ def _mount_point(environ: Environ) -> str:
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
     if method not in allowed:
         raise MethodNotAllowed(method, allowed)
-
-
-def _cursor(query: str) -> tuple[str | None, bool]:
-    """The start_after or start_at id from the query string, and whether it is inclusive."""
-    try:
-        params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
-    except (UnicodeError, ValueError):
-        raise BadRequest("the query string is not valid; use ?start_after=ID or ?start_at=ID") from None
-    unknown = sorted(set(params) - {"start_after", "start_at"})
-    if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; use start_after=ID or start_at=ID")
-    if len(params) > 1 or any(len(v) > 1 for v in params.values()):
-        raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
-    if not params:
-        return None, False
-    ((key, (value,)),) = params.items()
-    # An empty cursor (or the original's "0") means "from the first message".
-    if value in ("", "0"):
-        return None, False
-    return value, key == "start_at"
 
 
 def _matches(environ: Environ, etag: str) -> bool:

@@ -1,0 +1,117 @@
+"""What a request brings in: its body, the message in that body, its path and its cursor.
+
+HTTP input only: no routing, no responses, no SQL. Bad input raises BadRequest or BodyTooLarge.
+"""
+
+import base64
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from atommq import atom
+from atommq.errors import BadRequest, BodyTooLarge
+from atommq.model import Draft
+
+Environ = dict[str, Any]
+_FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
+# Characters that XML 1.0 cannot carry (section 2.2): a message holding one could never be served.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_MEDIA_TYPE = re.compile(r"\A[a-z0-9][\w.+-]*/[a-z0-9][\w.+-]*\Z")
+# Bodies over the limit are still read, up to this much, so that a web server does not cut
+# off our 413 because its CGI child stopped reading (FIELD-NOTES 3, mod_cgid).
+_DISCARD_AT_MOST = 64 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+def parse_message(body: bytes, content_type: str) -> Draft:
+    """The message in a POST body. The body is never parsed as a form, whatever its type:
+    XML is an Atom entry; other text is a plain-text message; any other media type is stored
+    with that type, Base64-encoded as RFC 4287 4.1.3.3 requires."""
+    if not body:
+        raise BadRequest("the body is empty; send an Atom <entry> or a plain-text message")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if atom.is_xml_media_type(media) or body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+        return atom.parse_entry(body)
+    if media in _FORM_OR_TEXT:
+        return Draft("", "", text_body(body), "")
+    if not _MEDIA_TYPE.match(media):
+        raise BadRequest(f"Content-Type {content_type!r} is not a media type such as text/plain")
+    if media.startswith("text/"):
+        return Draft("", "", text_body(body), media)
+    return Draft("", "", base64.b64encode(body).decode("ascii"), media)
+
+
+def text_body(body: bytes) -> str:
+    """A plain-text body: UTF-8, and only characters that XML can carry."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"the body is not valid UTF-8 (byte {error.start}); send UTF-8 text") from None
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise BadRequest(
+            f"the body contains U+{ord(bad.group()):04X}, which XML cannot carry; "
+            "send such data as application/octet-stream and it is stored Base64-encoded"
+        )
+    return text
+
+
+def read_body(environ: Environ, method: str, limit: int) -> bytes:
+    """The whole request body, at most `limit` bytes. Without CONTENT_LENGTH (a chunked upload
+    under Apache CGI) a POST body is read to the end of input."""
+    stream = environ["wsgi.input"]
+    length_text = environ.get("CONTENT_LENGTH", "").strip()
+    if length_text:
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise BadRequest(f"Content-Length {length_text!r} is not a number") from None
+        if length > limit:
+            _read(stream, min(length, _DISCARD_AT_MOST))
+            raise BodyTooLarge(f"the body is {length} bytes; the limit is {limit} bytes")
+        return _read(stream, length)
+    if method not in ("POST", "PUT", "PATCH"):
+        return b""
+    body = _read(stream, limit + 1)
+    if len(body) > limit:
+        _read(stream, _DISCARD_AT_MOST)
+        raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+    return body
+
+
+def _read(stream: Any, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        chunk = stream.read(min(size, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def path_info(environ: Environ) -> str:
+    try:
+        return str(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8"))
+    except UnicodeError:
+        raise BadRequest("the URL path is not valid UTF-8 after percent-decoding") from None
+
+
+def cursor(query: str) -> tuple[str | None, bool]:
+    """The start_after or start_at id from the query string, and whether it is inclusive."""
+    try:
+        params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+    except (UnicodeError, ValueError):
+        raise BadRequest("the query string is not valid; use ?start_after=ID or ?start_at=ID") from None
+    unknown = sorted(set(params) - {"start_after", "start_at"})
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; use start_after=ID or start_at=ID")
+    if len(params) > 1 or any(len(v) > 1 for v in params.values()):
+        raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
+    if not params:
+        return None, False
+    ((key, (value,)),) = params.items()
+    # An empty cursor (or the original's "0") means "from the first message".
+    if value in ("", "0"):
+        return None, False
+    return value, key == "start_at"
