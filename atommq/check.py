@@ -1,27 +1,24 @@
-"""`atommq check`: is this installation runnable by the web server's user? Never imported on the
-request path: only by `python3 -m atommq check` and by a gateway script run from a terminal.
+"""`atommq check`: the checks of an installation for the web server's user, their Results and report.
+Stays off the request path (imported only by `python3 -m atommq check` and by a gateway script run
+from a terminal) and import-light; how a user's access to a path is decided is permissions.py's."""
 
-Each check_* function returns Results (ok, warning or problem; a fix for the last two) and
-changes nothing: the write test runs in a transaction that is rolled back, on a scratch file
-beside the database when there is none yet. Decisions:
-- For another user (--user www-data) permissions are computed from file modes, owners and that
-  user's groups (ACLs are not read), and nothing is written: a write as root would leave files
-  that user cannot open. ATOMMQ_* variables are taken as given (set them as the server does);
-  an unset database_url means that user's default: its home, and no XDG_DATA_HOME.
-- A missing flup is a warning (only atommq.fcgi needs it); a #!/usr/bin/env python3 that finds
-  another Python on suexec's PATH (/usr/local/bin:/usr/bin:/bin) is a warning when the web server
-  config names the Python (the deploy/ samples do), a problem when that Python cannot be found.
-- max_body_bytes over 128 KiB and an unwritable __pycache__ are warnings: they cost, not break.
-"""
+# Each check_* function returns Results (ok, warning or problem; a fix for the last two) and
+# changes nothing: the write test runs in a transaction that is rolled back, on a scratch file
+# beside the database when there is none yet. Decisions:
+# - For another user (--user www-data) permissions are computed from file modes, owners and that
+#   user's groups (ACLs are not read), and nothing is written: a write as root would leave files
+#   that user cannot open. ATOMMQ_* variables are taken as given (set them as the server does);
+#   an unset database_url means that user's default: its home, and no XDG_DATA_HOME.
+# - A missing flup is a warning (only atommq.fcgi needs it); a #!/usr/bin/env python3 that finds
+#   another Python on suexec's PATH (/usr/local/bin:/usr/bin:/bin) is a warning when the web server
+#   config names the Python (the deploy/ samples do), a problem when that Python cannot be found.
+# - max_body_bytes over 128 KiB and an unwritable __pycache__ are warnings: they cost, not break.
 
 import dataclasses
-import grp
 import importlib
 import importlib.util
 import os
-import pwd
 import shutil
-import stat
 import subprocess
 import sys
 import uuid
@@ -31,6 +28,7 @@ from pathlib import Path
 
 from atommq import config
 from atommq.errors import ConfigError, StoreUnavailable
+from atommq.permissions import R, User, W, X, allows, blocker, describe, find_user
 
 ROOT = Path(__file__).resolve().parent.parent  # holds atommq/, cgi-bin/, requirements.txt
 SCRIPTS = ("atommq.cgi", "atommq.fcgi")
@@ -45,7 +43,6 @@ DRIVERS = {
     "psycopg2": "psycopg2-binary",
     "MySQLdb": "pymysql (and use mysql+pymysql://)",
 }
-R, W, X = os.R_OK, os.W_OK, os.X_OK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,68 +51,6 @@ class Result:
     status: str  # "ok", "warning" or "problem"
     message: str
     fix: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class User:
-    name: str
-    uid: int
-    gid: int
-    groups: frozenset[int]
-    home: str
-
-    @property
-    def is_me(self) -> bool:
-        return self.uid == os.geteuid()
-
-    @property
-    def owner(self) -> str:
-        """USER:GROUP, for chown."""
-        return f"{self.name}:{grp.getgrgid(self.gid).gr_name}"
-
-
-def find_user(name: str | None = None) -> User:
-    """The named user, or the current one; KeyError for an unknown name."""
-    entry = pwd.getpwuid(os.geteuid()) if name is None else pwd.getpwnam(name)
-    groups = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return User(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
-
-
-def allows(user: User, path: str, want: int) -> bool:
-    """May `user` read/write/execute `path` itself (not counting the folders above it)?"""
-    if user.is_me:  # the kernel knows best: ACLs, read-only mounts
-        return os.access(path, want, effective_ids=True)
-    st = os.stat(path)
-    mode = st.st_mode
-    if user.uid == 0:  # root may do anything, but runs only what has some x bit
-        return not (want & X and not stat.S_ISDIR(mode) and not mode & 0o111)
-    shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in user.groups else 0
-    return (mode >> shift) & want == want
-
-
-def _describe(path: str) -> str:
-    st = os.stat(path)
-    try:
-        owner = f"{pwd.getpwuid(st.st_uid).pw_name}:{grp.getgrgid(st.st_gid).gr_name}"
-    except KeyError:
-        owner = f"{st.st_uid}:{st.st_gid}"
-    return f"{path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner})"
-
-
-def blocker(user: User, path: str, want: int) -> str | None:
-    """What stops `user` from using `path` with `want` (each folder above needs x), or None."""
-    absolute = os.path.abspath(path)
-    parts = Path(absolute).parts
-    for depth in range(1, len(parts)):
-        folder = os.path.join(*parts[:depth])
-        if not allows(user, folder, X):
-            return f"folder {_describe(folder)} cannot be entered"
-    if not os.path.exists(absolute):
-        return f"{absolute} does not exist"
-    if not allows(user, absolute, want):
-        verb = "written" if want & W else "run" if want & X and not os.path.isdir(absolute) else "read"
-        return f"{_describe(absolute)} cannot be {verb}"
-    return None
 
 
 def check_user(user: User) -> Result:
@@ -258,7 +193,7 @@ def check_database_folder(user: User, path: str, is_default: bool) -> Result:
     for file in (path, path + "-wal", path + "-shm"):
         if os.path.exists(file) and not allows(user, file, R | W):
             fix = f"chown {user.owner} {path} {path}-wal {path}-shm (those that exist)"
-            return Result("database", "problem", f"user {user.name} cannot write {_describe(file)}", fix)
+            return Result("database", "problem", f"user {user.name} cannot write {describe(file)}", fix)
     return Result("database", "ok", f"user {user.name} can write {path} and its folder")
 
 

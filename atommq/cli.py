@@ -68,7 +68,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from atommq.check import failed, find_user, render, run_checks
+    from atommq.check import failed, render, run_checks
+    from atommq.permissions import find_user
 
     try:
         user = find_user(args.user)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from atommq.check import check_bytecode, find_user
+from atommq.check import check_bytecode
+from atommq.permissions import find_user
 from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output
 
 ME = find_user()  # who runs the tests (root, in CI)
