@@ -78,6 +78,17 @@ class _App:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
+        if log.isEnabledFor(logging.DEBUG):
+            # Which headers the web server let through (names only): Apache, for one, hides
+            # Authorization unless told (FIELD-NOTES 3).
+            names = sorted(k[5:].replace("_", "-").title() for k in environ if k.startswith("HTTP_"))
+            log.debug(
+                "%s %r from %s, headers: %s",
+                method,
+                environ.get("PATH_INFO", ""),
+                environ.get("REMOTE_ADDR", "?"),
+                ", ".join(names),
+            )
         try:
             status, headers, body = self.handle(environ, method)
         except AtomMQError as error:

@@ -202,3 +202,11 @@ def test_default_database_folder_that_cannot_be_created_is_a_clear_start_up_erro
     assert "cannot create the default folder '/proc/atommq/atommq'" in done.stderr
     assert "ATOMMQ_DATABASE_URL" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_debug_log_names_the_headers_that_arrived_but_never_their_values(make_client):
+    client = make_client(log_level="DEBUG")
+    client.request("GET", "/", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+    request = next(line for line in client.log.splitlines() if "GET '/' from" in line)
+    assert "Authorization" in request.partition("headers: ")[2].split(", ")
+    assert "YWxpY2U6c2VjcmV0" not in client.log

@@ -82,3 +82,18 @@ def test_the_apps_errors_reach_the_servers_error_log(make_client):
     assert response.status == 500
     assert b"Traceback" not in response.body
     assert "not a database" in server.error_log()
+
+
+def test_the_authorization_header_reaches_the_app(make_client):
+    """Apache hides it from CGI and FastCGI unless told (CGIPassAuth On, in every sample)."""
+    client = make_client(log_level="DEBUG")
+    server = client._web()
+    connection = HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("GET", "/atommq/", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+    requests = [line for line in client.log.splitlines() if "GET '/' from" in line]
+    assert requests and "Authorization" in requests[-1], client.log
+    assert "YWxpY2U6c2VjcmV0" not in client.log  # names only, never credentials
