@@ -227,7 +227,13 @@ class Store:
             # readers run beside the one writer; the busy timeout makes writers queue.
             statements = ["PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"]
         else:
+            # A pooled connection may have been closed by the server since: test it first.
             engine_kwargs["pool_pre_ping"] = True
+        if url.startswith(("mysql", "mariadb")):
+            # REPEATABLE READ (MariaDB's default) would freeze a reader's snapshot; utf8mb4 is
+            # the UTF-8 that holds every character (FIELD-NOTES 4).
+            engine_kwargs["isolation_level"] = "READ COMMITTED"
+            engine_kwargs["connect_args"] = {"charset": "utf8mb4"}
         self._db = dataset.connect(
             url,
             ensure_schema=False,

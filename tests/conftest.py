@@ -26,6 +26,7 @@ from wsgiref.validate import validator
 import pytest
 from lxml import etree, isoschematron
 
+import databases
 import fastcgi_client
 import webservers
 
@@ -100,27 +101,48 @@ def _parse_cgi_output(output: bytes) -> Response:
 class Client:
     """Speaks to AtomMQ mounted at /atommq on http://localhost, through one transport."""
 
-    transport: str
+    transport: str  # KIND, or KIND@DATABASE for a PostgreSQL or MariaDB variant
     tmp: Path
     settings: dict[str, str] = field(default_factory=dict)
     _app: Any = None
     _server: Any = None
+    _database: Any = None
+    _store: Any = None
+
+    @property
+    def kind(self) -> str:
+        return self.transport.partition("@")[0]
+
+    @property
+    def database(self) -> str:
+        return self.transport.partition("@")[2] or "sqlite"
+
+    @property
+    def database_url(self) -> str:
+        if self.database == "sqlite":
+            return f"sqlite:///{self.tmp}/atommq.db"
+        if self._database is None:
+            reason = databases.missing(self.database)
+            need(reason is None, str(reason))
+            self._database = databases.Database(self.database)
+        return str(self._database.url)
 
     @property
     def env(self) -> dict[str, str]:
         return {
-            "ATOMMQ_DATABASE_URL": f"sqlite:///{self.tmp}/atommq.db",
+            "ATOMMQ_DATABASE_URL": self.database_url,
             "ATOMMQ_LOG_FILE": str(self.tmp / "atommq.log"),
             **self.settings,
         }
 
     @property
     def db_path(self) -> Path:
-        return self._web().db_path if self.transport in webservers.KINDS else self.tmp / "atommq.db"
+        assert self.database == "sqlite", "db_path is a SQLite file's"
+        return self._web().db_path if self.kind in webservers.KINDS else self.tmp / "atommq.db"
 
     @property
     def log(self) -> str:
-        path = self._web().log_path if self.transport in webservers.KINDS else self.tmp / "atommq.log"
+        path = self._web().log_path if self.kind in webservers.KINDS else self.tmp / "atommq.log"
         return path.read_text("utf-8") if path.exists() else ""
 
     def request(
@@ -159,11 +181,11 @@ class Client:
             meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
         if body and send_length:
             meta["CONTENT_LENGTH"] = str(len(body))
-        if self.transport in webservers.KINDS:
+        if self.kind in webservers.KINDS:
             response = self._via_http(method, path, parts.query, headers or {}, body, send_length)
         else:
-            response = getattr(self, "_via_" + self.transport)(meta, body)
-        if not (server_may_refuse and self.transport in webservers.KINDS):
+            response = getattr(self, "_via_" + self.kind)(meta, body)
+        if not (server_may_refuse and self.kind in webservers.KINDS):
             self._check(method, response)
         return response
 
@@ -204,9 +226,11 @@ class Client:
     def _via_wsgi(self, meta: dict[str, str], body: bytes) -> Response:
         if self._app is None:
             from atommq import config
-            from atommq.app import make_app
+            from atommq.app import make_app, open_store
 
-            self._app = validator(make_app(config.load(self.env)))
+            settings = config.load(self.env)
+            self._store = open_store(settings)
+            self._app = validator(make_app(settings, store=self._store))
         environ: dict[str, Any] = {
             k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in meta.items()
         }
@@ -252,7 +276,7 @@ class Client:
     def _web(self) -> webservers.WebServer:
         if self._server is None:
             python, app = _deployed_app()
-            self._server = webservers.WebServer(self.transport, python, app, self.settings)
+            self._server = webservers.WebServer(self.kind, python, app, self.settings)
         return self._server  # type: ignore[no-any-return]
 
     def _via_http(
@@ -289,6 +313,10 @@ class Client:
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
+        if self._store is not None:
+            self._store.close()  # its pooled connections go before the database does
+        if self._database is not None:
+            self._database.drop()
 
 
 class FastCGIServer:
@@ -319,8 +347,12 @@ class FastCGIServer:
 
 
 # Every transport by default; ATOMMQ_TEST_TRANSPORTS=wsgi,fastcgi (say) runs fewer while you work.
-ALL_TRANSPORTS = ("wsgi", "cgi", "fastcgi", *webservers.KINDS)
+# The whole suite runs on SQLite through every transport, and on PostgreSQL and MariaDB in-process
+# and through the FastCGI script.
+DATABASE_VARIANTS = tuple(f"{kind}@{db}" for db in databases.KINDS for kind in ("wsgi", "fastcgi"))
+ALL_TRANSPORTS = ("wsgi", "cgi", "fastcgi", *DATABASE_VARIANTS, *webservers.KINDS)
 TRANSPORTS = tuple(os.environ.get("ATOMMQ_TEST_TRANSPORTS", ",".join(ALL_TRANSPORTS)).split(","))
+SQLITE_TRANSPORTS = tuple(t for t in TRANSPORTS if "@" not in t)
 _DEPLOYED: list[tuple[Path, Path]] = []
 
 

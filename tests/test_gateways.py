@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import fastcgi_client
-from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, _parse_cgi_output
+from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, SQLITE_TRANSPORTS, _parse_cgi_output
 
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
 
@@ -148,6 +148,7 @@ def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name,
     assert setting in serve.stderr and repr(value) in serve.stderr
 
 
+@pytest.mark.parametrize("transport", SQLITE_TRANSPORTS)  # it breaks a SQLite file
 def test_unexpected_error_is_a_generic_500_and_its_traceback_is_logged(client):
     client.db_path.write_bytes(b"this is not a SQLite database, it is garbage" * 100)
     response = client.get("/feed=widgets")
@@ -176,6 +177,7 @@ def test_fastcgi_started_by_hand_listens_on_host_and_port(tmp_path):
         server.wait(timeout=10)
 
 
+@pytest.mark.parametrize("transport", SQLITE_TRANSPORTS)  # it locks a SQLite file
 def test_locked_database_is_503_with_retry_after_and_the_next_request_succeeds(client):
     client.publish("widgets", "first")
     holder = sqlite3.connect(client.db_path, isolation_level=None)
