@@ -187,8 +187,11 @@ class _App:
 
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
         draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
+        key = inbound.idempotency_key(environ)
         with self.store.transaction() as session:
-            message = session.append(name, draft, self.make_uuid(), self.make_uuid(), self.clock())
+            message, replayed = session.append(
+                name, draft, self.make_uuid(), self.make_uuid(), self.clock(), key
+            )
             # Rendered before the commit: should it fail, the message is not stored either.
             document = atom.render_entry(message)
         location = self.entry_href(environ, message)
@@ -198,7 +201,9 @@ class _App:
             ("Content-Location", location),
             ("ETag", f'"{message.id.removeprefix("urn:uuid:")}"'),
         ]
-        log.info("published %s to feed %r", message.id, name)
+        if replayed:  # a retry: the answer of the first attempt, and nothing stored again
+            headers.append(("Idempotent-Replayed", "true"))
+        log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
         return "201 Created", headers, document
 
 

@@ -115,3 +115,18 @@ def cursor(query: str) -> tuple[str | None, bool]:
     if value in ("", "0"):
         return None, False
     return value, key == "start_at"
+
+
+# An Idempotency-Key: printable ASCII without spaces, as in a UUID or a job name and run number.
+_KEY = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
+
+
+def idempotency_key(environ: Environ) -> str | None:
+    """The publisher's Idempotency-Key header: a retry with the same key, in the same feed,
+    gets the message its first attempt stored instead of storing it again."""
+    key = environ.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not _KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters without spaces")
+    return str(key)

@@ -48,6 +48,10 @@ MESSAGES = sa.Table(
     sa.Column("author", _BIG_TEXT, nullable=True),
     sa.Column("published", sa.String(32), nullable=False),
     sa.Column("updated", sa.String(32), nullable=False),
+    # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
+    # the message its first attempt stored (NULLs, messages without a key, never collide).
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 _MESSAGE_COLUMNS = (
     MESSAGES.c.uuid,
@@ -92,6 +96,7 @@ class Session:
     def __init__(self, connection: sa.Connection, dialect: str) -> None:
         self._conn = connection
         self._dialect = dialect
+        self.discard = False  # set when the work must be rolled back, though nothing failed
 
     def _feed_row(self, name: str) -> Any:
         query = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated)
@@ -100,15 +105,29 @@ class Session:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
 
-    def append(self, name: str, draft: Draft, uuid: str, feed_uuid: str, now: str) -> Message:
-        """Store a message at the end of a feed, creating the feed if it is new."""
+    def append(
+        self, name: str, draft: Draft, uuid: str, feed_uuid: str, now: str, key: str | None = None
+    ) -> tuple[Message, bool]:
+        """Store a message at the end of a feed, creating the feed if it is new. With an
+        idempotency `key` that the feed already has, store nothing and return that message;
+        the bool says which happened (True: it was already stored)."""
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
-        # so publishers to one feed are serialised and seq follows commit order.
+        # so publishers to one feed are serialised and seq follows commit order. A retry with
+        # the same key waits here for its first attempt to commit, then finds it below.
         bump = FEEDS.update().where(FEEDS.c.name == name).values(last_seq=FEEDS.c.last_seq + 1, updated=now)
         if self._conn.execute(bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, feed_uuid, now))
             self._conn.execute(bump)
         row = self._conn.execute(sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)).one()
+        if key is not None:
+            stored = self._conn.execute(
+                sa.select(*_MESSAGE_COLUMNS).where(
+                    MESSAGES.c.feed_pk == row.pk, MESSAGES.c.idempotency_key == key
+                )
+            ).first()
+            if stored is not None:
+                self.discard = True  # undo the bump
+                return _message(name, stored), True
         values = {
             "feed_pk": row.pk,
             "seq": row.last_seq,
@@ -120,9 +139,10 @@ class Session:
             "author": draft.author,
             "published": now,
             "updated": now,
+            "idempotency_key": key,
         }
         self._conn.execute(MESSAGES.insert().values(values))
-        return Message(_urn(uuid), name, draft, now, now)
+        return Message(_urn(uuid), name, draft, now, now), False
 
     def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
         # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
@@ -183,6 +203,10 @@ class Session:
     def feeds(self) -> list[Feed]:
         query = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
         return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
+
+
+class _Discard(Exception):
+    """Raised inside a transaction to roll it back when nothing went wrong."""
 
 
 def _check_sqlite_folder(url: str, create: bool) -> None:
@@ -268,7 +292,12 @@ class Store:
         try:
             self._ensure_schema()
             with self._db:
-                yield Session(self._db.executable, self.dialect)
+                session = Session(self._db.executable, self.dialect)
+                yield session
+                if session.discard:
+                    raise _Discard
+        except _Discard:
+            pass
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
             # A failed statement or COMMIT can leave the driver connection unusable, and
             # dataset's rollback does not reach it: throw the connection away.
