@@ -203,9 +203,6 @@ def check_database_write(url: str, path: str | None) -> Result:
     from atommq.model import Draft
     from atommq.store import Store
 
-    class Rollback(Exception):
-        pass
-
     scratch = path if path is not None and not os.path.exists(path) else None
     if scratch is not None:
         scratch = os.path.join(os.path.dirname(scratch), f".atommq-check-{os.getpid()}.db")
@@ -217,10 +214,9 @@ def check_database_write(url: str, path: str | None) -> Result:
         with store.transaction() as session:
             draft = Draft("", "text", "atommq check", "text")
             session.append("atommq-check", draft, str(uuid.uuid4()), str(uuid.uuid4()), "")
-            raise Rollback
-    except Rollback:
+            session.discard = True  # rolled back, not committed
         what = "a scratch file beside it, then removed" if scratch else url
-        result = Result("write", "ok", f"wrote to {what} ({store.dialect if store else ''}), rolled back")
+        result = Result("write", "ok", f"wrote to {what} ({store.dialect}), rolled back")
     except ConfigError as error:
         result = Result("write", "problem", str(error), "see the database line above")
     except ModuleNotFoundError as error:
