@@ -212,3 +212,18 @@ def test_debug_log_names_the_headers_that_arrived_but_never_their_values(make_cl
     request = next(line for line in client.log.splitlines() if "GET '/' from" in line)
     assert "Authorization" in request.partition("headers: ")[2].split(", ")
     assert "YWxpY2U6c2VjcmV0" not in client.log
+
+
+@pytest.mark.parametrize("transport", ["wsgi", "cgi", "fastcgi"])
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://atommq@127.0.0.1:9/atommq", "mysql+pymysql://atommq@127.0.0.1:9/atommq"],
+    ids=["postgresql", "mariadb"],
+)
+def test_unreachable_database_server_is_503_with_retry_after_and_nothing_is_half_done(make_client, url):
+    client = make_client(database_url=url)  # port 9: nothing listens there
+    response = client.post("/feed=widgets", ENTRY)
+    assert response.status == 503
+    assert response.headers["retry-after"] == "1"
+    assert "try again" in response.text
+    assert "Connection refused" in client.log  # the reason, for the operator
