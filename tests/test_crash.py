@@ -1,0 +1,61 @@
+"""kill -9 of the server in the middle of a publishing load: after a restart every acknowledged
+message is there, once, nothing is half-written, and the feed goes on."""
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from conftest import ATOM_NS
+
+
+def whole_feed(client, feed: str) -> list[str]:
+    """Every message id of the feed, following rel="next" from page to page."""
+    ids, url = [], f"/feed={feed}"
+    while url:
+        page = client.get(url)
+        ids += page.ids()
+        url = page.link("next")
+    return ids
+
+
+@pytest.mark.parametrize("transport", ["fastcgi", "fastcgi@postgresql", "fastcgi@mariadb"])
+def test_acknowledged_messages_survive_kill_9_of_the_server(client):
+    client.publish("load", "before")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def publish(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                response = client.post("/feed=load", f"<entry><content>{worker}-{n}</content></entry>")
+            except OSError:  # the server died under this request: no answer, no promise
+                return
+            if response.status == 201:
+                acknowledged.append(response.xml().findtext("a:id", namespaces=ATOM_NS))
+            n += 1
+
+    publishers = [threading.Thread(target=publish, args=(w,)) for w in range(4)]
+    for thread in publishers:
+        thread.start()
+    time.sleep(1.5)
+    client._server.process.kill()  # SIGKILL: no cleanup, transactions cut wherever they are
+    client._server.process.wait()
+    stop.set()
+    for thread in publishers:
+        thread.join(timeout=30)
+    client._server.stop()
+    client._server = None  # the next request starts a new server on the same database
+    assert len(acknowledged) > 20, "the load was too light to mean anything"
+
+    feed = whole_feed(client, "load")
+    assert len(feed) == len(set(feed))
+    assert set(acknowledged) <= set(feed)  # every acknowledged message is there
+    assert len(feed) <= len(acknowledged) + 1 + 4  # at most one unacknowledged per publisher
+    after = client.publish("load", "after").xml().findtext("a:id", namespaces=ATOM_NS)
+    assert whole_feed(client, "load") == [*feed, after]
+    if client.database == "sqlite":
+        with sqlite3.connect(client.db_path) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
