@@ -2,8 +2,11 @@
 on every database: the order of a feed is its commit order (FIELD-NOTES 4, "the visibility gap").
 """
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +91,57 @@ def test_consumer_polling_during_concurrent_publishing_sees_every_message_once_i
     assert len(seen) == len(set(seen)) == 1 + 8 * 40  # nothing doubled
     assert set(seen[1:]) == set(acknowledged)  # nothing lost or skipped
     assert ids_after(client, "load", None)[: len(seen)] == seen  # in the feed's own order
+
+
+PUBLISHER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import fastcgi_client
+sockets, count, worker = sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
+for n in range(count):
+    body = f"<entry><content>{worker}-{n}</content></entry>".encode()
+    params = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "/atommq", "PATH_INFO": "/feed=load",
+              "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+              "CONTENT_TYPE": "application/atom+xml", "CONTENT_LENGTH": str(len(body))}
+    out = fastcgi_client.request(sockets[n % len(sockets)], params, body)[0]
+    if out.startswith(b"Status: 201"):
+        print(out.split(b"<id>")[1].split(b"</id>")[0].decode(), flush=True)
+    else:
+        print("FAILED", out[:200], file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("transport", ["fastcgi", "fastcgi@postgresql", "fastcgi@mariadb"])
+def test_two_web_heads_and_eight_publishing_processes_behave_as_one(client, make_client):
+    """Two FastCGI servers on one database, 8 publisher processes spread over both, a consumer
+    polling both in turn: every acknowledged message seen once, in one order, by either head."""
+    other = make_client(database_url=client.env["ATOMMQ_DATABASE_URL"])
+    heads = [client, other]
+    client.publish("load", "first")
+    other.get("/")  # start the second head
+    sockets = ",".join(str(head._server.socket) for head in heads)
+    publishers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(Path(__file__).parent), sockets, "30", str(w)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(8)
+    ]
+    seen: list[str] = []
+    turn = 0
+    while any(p.poll() is None for p in publishers) or turn < 4:
+        batch = ids_after(heads[turn % 2], "load", seen[-1] if seen else None)
+        seen += batch
+        turn += 1
+        if not batch:
+            time.sleep(0.01)
+    outputs = [p.communicate() for p in publishers]
+    acknowledged = [line for out, _ in outputs for line in out.split()]
+    assert all(not err for _, err in outputs), outputs
+    seen += ids_after(heads[turn % 2], "load", seen[-1])
+    assert len(acknowledged) == 8 * 30
+    assert len(seen) == len(set(seen)) == 1 + 8 * 30
+    assert set(seen[1:]) == set(acknowledged)
+    assert ids_after(client, "load", None) == ids_after(other, "load", None) == seen
