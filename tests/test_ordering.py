@@ -39,7 +39,7 @@ def test_a_message_committed_first_is_never_overtaken_by_a_later_one(client):
     )
     try:
         with store.transaction() as session:  # publisher A, slow to commit
-            a = session.append(
+            a, _ = session.append(
                 "orders",
                 Draft("", "", "a", ""),
                 "00000000-0000-4000-8000-00000000000a",
