@@ -62,7 +62,7 @@ def run_cgi() -> int:
         app = _misconfigured
     CGIHandler().run(app)
     # The answer is written and the transaction committed. Skip the interpreter's teardown of
-    # SQLAlchemy's many modules: it costs a CGI request about 15% (bench/benchmark.py).
+    # SQLAlchemy's many modules: it costs a CGI request about a fifth (bench/benchmark.py).
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
