@@ -58,6 +58,12 @@ def _check(raw: dict[str, str]) -> Config:
                 f"setting database_url: {url!r} is not a database URL; "
                 "use e.g. sqlite:////var/lib/atommq/atommq.db"
             )
+        scheme, _, rest = url.partition("://")
+        if scheme.startswith("sqlite") and rest.strip("/") in ("", ":memory:"):
+            raise ConfigError(
+                f"setting database_url: {url!r} is an in-memory database, which loses every "
+                "message when the process ends; use a file, e.g. sqlite:////var/lib/atommq/atommq.db"
+            )
         values["database_url"] = url
     if "page_size" in raw:
         values["page_size"] = _positive_int("page_size", raw["page_size"], 100_000)

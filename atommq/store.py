@@ -253,11 +253,13 @@ class Store:
         else:
             # A pooled connection may have been closed by the server since: test it first.
             engine_kwargs["pool_pre_ping"] = True
+            # An unreachable host answers nothing: give up after 5 s (a 503), not the OS's minutes.
+            engine_kwargs["connect_args"] = {"connect_timeout": 5}
         if url.startswith(("mysql", "mariadb")):
             # REPEATABLE READ (MariaDB's default) would freeze a reader's snapshot; utf8mb4 is
             # the UTF-8 that holds every character (FIELD-NOTES 4).
             engine_kwargs["isolation_level"] = "READ COMMITTED"
-            engine_kwargs["connect_args"] = {"charset": "utf8mb4"}
+            engine_kwargs["connect_args"]["charset"] = "utf8mb4"
         self._db = dataset.connect(
             url,
             ensure_schema=False,

@@ -121,6 +121,7 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
         ("ATOMMQ_LOG_LEVEL", "LOUD"),
         ("ATOMMQ_DATABASE_URL", "atommq.db"),
         ("ATOMMQ_DATABASE_URL", "sqlite:////nonexistent/folder/atommq.db"),
+        ("ATOMMQ_DATABASE_URL", "sqlite://"),
     ],
 )
 def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name, value):
