@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound
 from atommq.config import Config, configure_logging, default_database_url
-from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound
+from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict
 from atommq.model import Message
 from atommq.store import Store
 
@@ -36,6 +36,8 @@ FEED_NAME_RULE = "1-100 letters, digits, '_', '-' or '.', starting with a letter
 FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
 TEXT_TYPE = "text/plain; charset=utf-8"
+# A publish that the database rolled back to break a deadlock is run again, this many times in all.
+PUBLISH_ATTEMPTS = 3
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
 
 log = logging.getLogger("atommq")
@@ -188,12 +190,21 @@ class _App:
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
         draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
         key = inbound.idempotency_key(environ)
-        with self.store.transaction() as session:
-            message, replayed = session.append(
-                name, draft, self.make_uuid(), self.make_uuid(), self.clock(), key
-            )
-            # Rendered before the commit: should it fail, the message is not stored either.
-            document = atom.render_entry(message)
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                with self.store.transaction() as session:
+                    message, replayed = session.append(
+                        name, draft, self.make_uuid(), self.make_uuid(), self.clock(), key
+                    )
+                    # Rendered before the commit: should it fail, the message is not stored either.
+                    document = atom.render_entry(message)
+                break
+            except StoreConflict:
+                # The database rolled the whole transaction back to break a deadlock: run it
+                # again rather than hand the client an error.
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
+                log.info("publish to feed %r collided with another transaction; retrying", name)
         location = self.entry_href(environ, message)
         headers = [
             ("Content-Type", atom.ENTRY_TYPE),

@@ -8,6 +8,7 @@
     +-- LengthRequired          411  (dev server only) chunked body it cannot read
     +-- BodyTooLarge            413  body over max_body_bytes
     +-- StoreUnavailable        503  database locked or unreachable; try again later
+        +-- StoreConflict       503  a deadlock or lock timeout; publish retries it itself first
 
 ConfigError is apart: it stops the app at start-up and never reaches a client.
 """
@@ -57,3 +58,8 @@ class StoreUnavailable(AtomMQError):
 
 class ConfigError(Exception):
     """A setting has a bad value; the message names the setting and the value."""
+
+
+class StoreConflict(StoreUnavailable):
+    """The database broke a deadlock or a lock wait by rolling this transaction back: running
+    it again is safe, and usually succeeds."""

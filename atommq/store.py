@@ -17,7 +17,7 @@ from typing import Any
 import dataset
 import sqlalchemy as sa
 
-from atommq.errors import ConfigError, NotFound, StoreUnavailable, UnknownCursor
+from atommq.errors import ConfigError, NotFound, StoreConflict, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page
 
 # MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
@@ -205,6 +205,15 @@ class Session:
         return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
 
 
+def _is_conflict(error: Exception) -> bool:
+    """A deadlock, serialization failure or lock timeout: the transaction was rolled back."""
+    original = getattr(error, "orig", None)
+    if getattr(original, "sqlstate", None) in ("40P01", "40001", "55P03"):  # PostgreSQL
+        return True
+    arguments: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    return bool(arguments) and arguments[0] in (1205, 1213)  # MariaDB/MySQL: lock wait, deadlock
+
+
 class _Discard(Exception):
     """Raised inside a transaction to roll it back when nothing went wrong."""
 
@@ -304,6 +313,8 @@ class Store:
             # A failed statement or COMMIT can leave the driver connection unusable, and
             # dataset's rollback does not reach it: throw the connection away.
             self._discard_connection()
+            if _is_conflict(error):
+                raise StoreConflict("the database was busy with a conflicting update; try again") from error
             if self._is_temporary(error):
                 raise StoreUnavailable("the database is busy or unreachable; try again shortly") from error
             raise

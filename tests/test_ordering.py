@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from atommq import config
 from atommq.app import open_store
@@ -145,3 +146,61 @@ def test_two_web_heads_and_eight_publishing_processes_behave_as_one(client, make
     assert len(seen) == len(set(seen)) == 1 + 8 * 30
     assert set(seen[1:]) == set(acknowledged)
     assert ids_after(client, "load", None) == ids_after(other, "load", None) == seen
+
+
+@pytest.mark.parametrize("transport", ["wsgi@postgresql", "wsgi@mariadb"])
+def test_a_deadlock_is_retried_inside_the_server_not_handed_to_the_client(client):
+    """Another transaction takes a message's idempotency key first and the feed row second, the
+    reverse of a publisher's order: the database breaks the deadlock by rolling the publisher
+    back, and AtomMQ runs the publish again instead of answering with an error."""
+    client.publish("orders", "m0")
+    engine = sa.create_engine(client.env["ATOMMQ_DATABASE_URL"], poolclass=sa.NullPool)
+    feeds = sa.table("atommq_feeds", sa.column("pk"), sa.column("name"), sa.column("last_seq"))
+    answers: list[tuple[int, str]] = []
+    with engine.connect() as other:
+        transaction = other.begin()
+        pk = other.execute(sa.select(feeds.c.pk).where(feeds.c.name == "orders")).scalar_one()
+        # Make the database pick the publisher as the victim, so that the retry is what is tested:
+        # PostgreSQL lets the first waiter find the deadlock (ours waits 10 s before looking);
+        # InnoDB rolls back the lighter transaction (ours carries ballast rows of no feed).
+        if client.database == "postgresql":
+            other.execute(sa.text("SET LOCAL deadlock_timeout = '10s'"))
+        for n in range(50 if client.database == "mariadb" else 0):
+            other.execute(
+                sa.text(
+                    "INSERT INTO atommq_messages (feed_pk, seq, uuid, title, title_type, content, "
+                    "content_type, published, updated) VALUES (-1, :n, :uuid, '', '', '', '', '', '')"
+                ),
+                {"n": n, "uuid": f"00000000-0000-4000-8000-{n:012d}"},
+            )
+        other.execute(
+            sa.text(
+                "INSERT INTO atommq_messages (feed_pk, seq, uuid, title, title_type, content, "
+                "content_type, published, updated, idempotency_key) VALUES (:pk, 1000, :uuid, '', "
+                "'', 'theirs', '', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'the-key')"
+            ),
+            {"pk": pk, "uuid": "00000000-0000-4000-8000-000000000bad"},
+        )
+        publisher = threading.Thread(
+            target=lambda: answers.append(
+                (
+                    r := client.request(
+                        "POST",
+                        "/feed=orders",
+                        b"<entry><content>ours</content></entry>",
+                        {"Content-Type": "application/atom+xml", "Idempotency-Key": "the-key"},
+                    )
+                )
+                and (r.status, r.headers.get("idempotent-replayed", ""))
+            )
+        )
+        publisher.start()
+        time.sleep(0.5)  # the publisher holds the feed row and waits for our key
+        other.execute(sa.update(feeds).where(feeds.c.pk == pk).values(last_seq=feeds.c.last_seq))
+        transaction.commit()  # the database rolled the publisher back; it runs again
+        publisher.join(timeout=30)
+    engine.dispose()
+    # The retried publish found the key taken, and answered with that message.
+    assert answers == [(201, "true")]
+    contents = [e.findtext("a:content", namespaces=ATOM_NS) for e in client.get("/feed=orders").entries()]
+    assert contents == ["m0", "theirs"]  # one message for the key
