@@ -119,6 +119,8 @@ class Client:
 
     @property
     def database_url(self) -> str:
+        if "ATOMMQ_DATABASE_URL" in self.settings:  # a test's own, e.g. another head's database
+            return self.settings["ATOMMQ_DATABASE_URL"]
         if self.database == "sqlite":
             return f"sqlite:///{self.tmp}/atommq.db"
         if self._database is None:

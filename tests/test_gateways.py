@@ -71,9 +71,9 @@ def test_fastcgi_serves_the_socket_a_web_server_hands_it_on_stdin(tmp_path):
         path.unlink(missing_ok=True)
 
 
-def test_fastcgi_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
+def test_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
     client = make_client()
-    client.get("/")  # start the server
+    client.get("/")  # start the server, where there is one
     results: list[int] = []
 
     def post(i: int) -> None:
