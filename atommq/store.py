@@ -22,6 +22,9 @@ from atommq.model import Draft, Feed, Message, Page
 
 # MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
 # (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
+# How long a writer waits for another's lock before giving up with a 503 (SQLite's busy
+# timeout, PostgreSQL's lock_timeout, InnoDB's lock wait timeout).
+LOCK_WAIT_SECONDS = 5
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
 METADATA = sa.MetaData()
 FEEDS = sa.Table(
@@ -206,12 +209,14 @@ class Session:
 
 
 def _is_conflict(error: Exception) -> bool:
-    """A deadlock, serialization failure or lock timeout: the transaction was rolled back."""
+    """A deadlock or serialization failure: the database rolled the transaction back to let
+    another one go on, so running it again at once is safe and usually succeeds. (A lock wait
+    that timed out is not one: someone holds the lock for long, and the client should wait.)"""
     original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) in ("40P01", "40001", "55P03"):  # PostgreSQL
+    if getattr(original, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL
         return True
     arguments: tuple[Any, ...] = tuple(getattr(original, "args", ()))
-    return bool(arguments) and arguments[0] in (1205, 1213)  # MariaDB/MySQL: lock wait, deadlock
+    return bool(arguments) and arguments[0] == 1213  # MariaDB/MySQL: deadlock
 
 
 class _Discard(Exception):
@@ -258,17 +263,25 @@ class Store:
             _check_sqlite_folder(url, create_folder)
             # FULL makes every acknowledged message durable; WAL (dataset's default) lets
             # readers run beside the one writer; the busy timeout makes writers queue.
-            statements = ["PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000"]
+            statements = ["PRAGMA synchronous=FULL", f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}"]
         else:
             # A pooled connection may have been closed by the server since: test it first.
             engine_kwargs["pool_pre_ping"] = True
             # An unreachable host answers nothing: give up after 5 s (a 503), not the OS's minutes.
             engine_kwargs["connect_args"] = {"connect_timeout": 5}
+        if url.startswith("postgresql"):
+            # A lock held for long (a stuck transaction, a manual LOCK TABLE) makes a publisher
+            # wait 5 s at most, then answer 503, as SQLite's busy timeout does: not hang forever.
+            engine_kwargs["connect_args"]["options"] = f"-c lock_timeout={LOCK_WAIT_SECONDS}s"
         if url.startswith(("mysql", "mariadb")):
             # REPEATABLE READ (MariaDB's default) would freeze a reader's snapshot; utf8mb4 is
             # the UTF-8 that holds every character (FIELD-NOTES 4).
             engine_kwargs["isolation_level"] = "READ COMMITTED"
             engine_kwargs["connect_args"]["charset"] = "utf8mb4"
+            # InnoDB's default lock wait is 50 s: 5 s then 503, as on the other databases.
+            engine_kwargs["connect_args"]["init_command"] = (
+                f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}"
+            )
         self._db = dataset.connect(
             url,
             ensure_schema=False,

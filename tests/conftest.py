@@ -122,7 +122,7 @@ class Client:
         if "ATOMMQ_DATABASE_URL" in self.settings:  # a test's own, e.g. another head's database
             return self.settings["ATOMMQ_DATABASE_URL"]
         if self.database == "sqlite":
-            return f"sqlite:///{self.tmp}/atommq.db"
+            return f"sqlite:///{self.db_path}"
         if self._database is None:
             reason = databases.missing(self.database)
             need(reason is None, str(reason))
@@ -278,7 +278,10 @@ class Client:
     def _web(self) -> webservers.WebServer:
         if self._server is None:
             python, app = _deployed_app()
-            self._server = webservers.WebServer(self.kind, python, app, self.settings)
+            settings = dict(self.settings)
+            if self.database != "sqlite":
+                settings["ATOMMQ_DATABASE_URL"] = self.database_url
+            self._server = webservers.WebServer(self.kind, python, app, settings)
         return self._server  # type: ignore[no-any-return]
 
     def _via_http(

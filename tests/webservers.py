@@ -83,9 +83,11 @@ def missing() -> str | None:
 
 
 def www_python() -> Path:
-    """A venv Python with requirements.txt installed that www-data can run (a Python under
-    /root cannot be, FIELD-NOTES 3). Built once per machine and requirements.txt, in /var/tmp."""
-    requirements = (ROOT / "requirements.txt").read_bytes()
+    """A venv Python with requirements.txt (and the database drivers) installed that www-data
+    can run (a Python under /root cannot be, FIELD-NOTES 3). Built once per machine and
+    requirements, in /var/tmp."""
+    files = [ROOT / "requirements.txt", ROOT / "requirements-databases.txt"]
+    requirements = b"".join(f.read_bytes() for f in files)
     venv = Path("/var/tmp") / f"atommq-test-venv-{hashlib.sha256(requirements).hexdigest()[:12]}"
     python = venv / "bin" / "python3"
     with open("/var/tmp/atommq-test-venv.lock", "w") as lock:
@@ -101,8 +103,7 @@ def www_python() -> Path:
                     "install",
                     "--quiet",
                     "--disable-pip-version-check",
-                    "-r",
-                    str(ROOT / "requirements.txt"),
+                    *(arg for f in files for arg in ("-r", str(f))),
                 ],
                 check=True,
                 capture_output=True,
@@ -132,6 +133,8 @@ class WebServer:
     """One real web server serving AtomMQ at http://127.0.0.1:PORT/atommq."""
 
     def __init__(self, kind: str, python: Path, app: Path, settings: dict[str, str]) -> None:
+        """`settings`: ATOMMQ_* values, written to the INI file the sample names. A database URL
+        among them replaces the sample's SQLite one (lighttpd only: its var.atommq_env line)."""
         self.kind = kind
         self.folder = Path(tempfile.mkdtemp(prefix="amqweb", dir="/tmp"))
         self.folder.chmod(0o755)
@@ -148,6 +151,10 @@ class WebServer:
         self.ini = self.folder / "state" / "atommq.ini"
         values = {"log_file": str(self.log_path)}
         values.update({k.removeprefix("ATOMMQ_").lower(): v for k, v in settings.items()})
+        # The environment wins over the INI file, and the samples set the URL there.
+        self.database_url = values.pop("database_url", f"sqlite:///{self.db_path}")
+        if not kind.startswith("lighttpd") and not self.database_url.startswith("sqlite:///"):
+            raise ValueError(f"{kind}: only the lighttpd sample is run with another database")
         self.ini.write_text("[atommq]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
         self.processes: list[subprocess.Popen[bytes]] = []
         self._stderr = (self.folder / "server-stderr.log").open("wb")
@@ -171,6 +178,7 @@ class WebServer:
         }
         seds = [arg for k, v in variables.items() for arg in ("-e", f's|^var.{k} = .*|var.{k} = "{v}"|')]
         seds += ["-e", f"s|^var.port = .*|var.port = {self.port}|"]
+        seds += ["-e", f's|"ATOMMQ_DATABASE_URL" => .*,|"ATOMMQ_DATABASE_URL" => "{self.database_url}",|']
         if self.kind == "lighttpd-cgi":
             seds += LIGHTTPD_CGI
         conf = self.folder / "lighttpd.conf"
