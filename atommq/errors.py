@@ -8,7 +8,7 @@
     +-- LengthRequired          411  (dev server only) chunked body it cannot read
     +-- BodyTooLarge            413  body over max_body_bytes
     +-- StoreUnavailable        503  database locked or unreachable; try again later
-        +-- StoreConflict       503  a deadlock or lock timeout; publish retries it itself first
+        +-- StoreConflict       503  a deadlock; publish retries it itself first
 
 ConfigError is apart: it stops the app at start-up and never reaches a client.
 """
@@ -61,5 +61,5 @@ class ConfigError(Exception):
 
 
 class StoreConflict(StoreUnavailable):
-    """The database broke a deadlock or a lock wait by rolling this transaction back: running
-    it again is safe, and usually succeeds."""
+    """The database broke a deadlock by rolling this transaction back: running it again is
+    safe, and usually succeeds."""
