@@ -25,6 +25,8 @@ from atommq.model import Draft, Feed, Message, Page
 # How long a writer waits for another's lock before giving up with a 503 (SQLite's busy
 # timeout, PostgreSQL's lock_timeout, InnoDB's lock wait timeout).
 LOCK_WAIT_SECONDS = 5
+# How long a MariaDB/MySQL server may stay silent (no greeting, no answer) before a 503.
+SILENT_SERVER_SECONDS = 30
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
 METADATA = sa.MetaData()
 FEEDS = sa.Table(
@@ -278,6 +280,10 @@ class Store:
             # the UTF-8 that holds every character (FIELD-NOTES 4).
             engine_kwargs["isolation_level"] = "READ COMMITTED"
             engine_kwargs["connect_args"]["charset"] = "utf8mb4"
+            # PyMySQL's connect_timeout ends with the TCP handshake, and a server that never
+            # sends its greeting would hold the request forever: no answer in 30 s is a 503.
+            engine_kwargs["connect_args"]["read_timeout"] = SILENT_SERVER_SECONDS
+            engine_kwargs["connect_args"]["write_timeout"] = SILENT_SERVER_SECONDS
             # InnoDB's default lock wait is 50 s: 5 s then 503, as on the other databases.
             engine_kwargs["connect_args"]["init_command"] = (
                 f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}"
@@ -300,14 +306,17 @@ class Store:
             return
         with self._schema_lock:
             for attempt in range(5):
-                try:
-                    METADATA.create_all(self._engine, checkfirst=True)
-                    break
-                except sa.exc.DBAPIError:
-                    # Another process created a table between our check and our CREATE.
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+                # Outside the retry: a server that is down or silent fails here, once.
+                with self._engine.connect() as connection:
+                    try:
+                        METADATA.create_all(connection, checkfirst=True)
+                        connection.commit()
+                        break
+                    except sa.exc.DBAPIError:
+                        # Another process created a table between our check and our CREATE.
+                        if attempt == 4:
+                            raise
+                time.sleep(0.05 * (attempt + 1))
             self._schema_ready = True
 
     @contextlib.contextmanager
