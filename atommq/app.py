@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote_to_bytes
 from atommq import atom, inbound
 from atommq.config import Config, configure_logging, default_database_url
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict
+from atommq.guard import Guard
 from atommq.model import Message
 from atommq.store import Store
 
@@ -74,6 +75,7 @@ class _App:
         self, config: Config, store: Store, clock: Callable[[], str], make_uuid: Callable[[], str]
     ) -> None:
         self.config = config
+        self.guard = Guard(config)
         self.store = store
         self.clock = clock
         self.make_uuid = make_uuid
@@ -126,8 +128,10 @@ class _App:
             raise BadRequest(f"feed name {name!r} is not allowed; use {FEED_NAME_RULE}")
         if match.group(2) is not None:
             _allow(method, ("GET", "HEAD"))
+            self.guard.check(environ, "read", name)
             return self.entry(environ, name, match.group(2))
         _allow(method, ("GET", "HEAD", "POST"))
+        self.guard.check(environ, "publish" if method == "POST" else "read", name)
         if method == "POST":
             return self.publish(environ, name, body)
         return self.feed(environ, name)
@@ -155,6 +159,8 @@ class _App:
     def service(self, environ: Environ) -> Response:
         with self.store.transaction() as session:
             feeds = session.feeds()
+        readable = set(self.guard.readable(environ, [f.name for f in feeds]))
+        feeds = [f for f in feeds if f.name in readable]
         document = atom.render_service([(f, self.feed_href(environ, f.name)) for f in feeds])
         return "200 OK", [("Content-Type", SERVICE_TYPE)], document
 

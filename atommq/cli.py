@@ -1,6 +1,8 @@
-"""The `atommq` command: `serve` runs a development server, `check` diagnoses an installation."""
+"""The `atommq` command: `serve` runs a development server, `check` diagnoses an installation,
+`users` manages the users file of HTTP Basic logins."""
 
 import argparse
+import getpass
 import socketserver
 import sys
 from collections.abc import Callable, Iterable
@@ -81,6 +83,66 @@ def check(args: argparse.Namespace) -> int:
     return 1 if failed(results) else 0
 
 
+def users(args: argparse.Namespace) -> int:
+    from atommq import users as users_file
+
+    path = args.file or config.load().users_file
+    if not path:
+        print(
+            "atommq: which users file? Give --file PATH, or set users_file in your settings", file=sys.stderr
+        )
+        return 2
+    try:
+        known = users_file.read(path)
+        if args.action == "list":
+            print("\n".join(known) if known else f"no users in {path}")
+            return 0
+        if not users_file.NAME.match(args.name):
+            print(
+                f"atommq: user name {args.name!r} is not allowed; use {users_file.NAME_RULE}", file=sys.stderr
+            )
+            return 2
+        if args.action == "remove":
+            if known.pop(args.name, None) is None:
+                print(f"atommq: no user {args.name!r} in {path}", file=sys.stderr)
+                return 1
+        else:
+            if args.action == "add" and args.name in known:
+                print(
+                    f"atommq: user {args.name!r} exists; change the password with: users passwd",
+                    file=sys.stderr,
+                )
+                return 1
+            if args.action == "passwd" and args.name not in known:
+                print(f"atommq: no user {args.name!r} in {path}; add one with: users add", file=sys.stderr)
+                return 1
+            password = _new_password()
+            if password is None:
+                return 1
+            known[args.name] = users_file.hash_password(password)
+        users_file.write(path, known)
+    except users_file.UsersFileError as error:
+        print(f"atommq: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.action}: {args.name} ({path})")
+    return 0
+
+
+def _new_password() -> str | None:
+    """Asked twice at a terminal; else the first line of standard input (for scripts)."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            print("atommq: the two passwords differ; nothing changed", file=sys.stderr)
+            return None
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        print("atommq: a password needs at least 8 characters; nothing changed", file=sys.stderr)
+        return None
+    return password
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="atommq", description="AtomMQ, a message bus over AtomPub")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     diagnose.add_argument("--user", help="the web server's user, e.g. www-data (default: you)")
     diagnose.set_defaults(func=check)
+    manage = commands.add_parser("users", help="add, remove or list the users who may log in")
+    manage.add_argument("action", choices=("add", "remove", "passwd", "list"))
+    manage.add_argument("name", nargs="?", default="", help="user name (not for list)")
+    manage.add_argument("--file", help="the users file (default: the users_file setting)")
+    manage.set_defaults(func=users)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

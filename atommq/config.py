@@ -9,7 +9,9 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from atommq import access as access_rules
 from atommq.errors import ConfigError
 
 SECTION = "atommq"
@@ -37,6 +39,14 @@ class Config:
     # Public URL of the mount point (https://example.org/atommq) when a proxy hides it; empty
     # means links are built from the request (Host and SCRIPT_NAME).
     base_url: str = ""
+    # File of users and password hashes for HTTP Basic logins (`atommq users add` writes it);
+    # empty means no logins of AtomMQ's own.
+    users_file: str = ""
+    # yes: the web server authenticates, and its REMOTE_USER is the user (no password asked).
+    trust_remote_user: bool = False
+    # Who may read and publish which feeds: the INI file's [read] and [publish] sections.
+    # With neither, access control is off: anyone may do anything.
+    access: access_rules.Rules = access_rules.Rules()
 
 
 def _positive_int(name: str, value: str, largest: int) -> int:
@@ -49,7 +59,7 @@ def _positive_int(name: str, value: str, largest: int) -> int:
     return number
 
 
-def _check(raw: dict[str, str]) -> Config:
+def _check(raw: dict[str, Any]) -> Config:
     values: dict[str, object] = dict(raw)
     if "database_url" in raw:
         url = raw["database_url"].strip()
@@ -81,16 +91,39 @@ def _check(raw: dict[str, str]) -> Config:
         if not base.startswith(("http://", "https://")):
             raise ConfigError(f"setting base_url: {raw['base_url']!r} must start with http(s)://")
         values["base_url"] = base
+    if "trust_remote_user" in raw:
+        flag = raw["trust_remote_user"].strip().lower()
+        if flag not in _BOOLEANS:
+            raise ConfigError(f"setting trust_remote_user: {raw['trust_remote_user']!r} is not yes or no")
+        values["trust_remote_user"] = _BOOLEANS[flag]
+    rules = values.get("access", access_rules.Rules())
+    if isinstance(rules, access_rules.Rules) and rules.names_users():
+        if not values.get("users_file") and not values.get("trust_remote_user"):
+            raise ConfigError(
+                "setting users_file: [read] or [publish] names users, but no one can log in; "
+                "set users_file (then: python3 -m atommq users add NAME) or trust_remote_user = yes"
+            )
     return Config(**values)  # type: ignore[arg-type]
 
 
-NAMES = tuple(field.name for field in dataclasses.fields(Config))
+_BOOLEANS = {
+    "yes": True,
+    "true": True,
+    "on": True,
+    "1": True,
+    "no": False,
+    "false": False,
+    "off": False,
+    "0": False,
+}
+# Settings that an INI line or an ATOMMQ_* variable sets; `access` comes from INI sections.
+NAMES = tuple(field.name for field in dataclasses.fields(Config) if field.name != "access")
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides."""
     env = os.environ if environ is None else environ
-    raw: dict[str, str] = {"database_url": default_database_url(env)}
+    raw: dict[str, Any] = {"database_url": default_database_url(env)}
     path = env.get("ATOMMQ_CONFIG", "")
     if path:
         raw.update(_read_ini(path))
@@ -100,8 +133,9 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     return _check(raw)
 
 
-def _read_ini(path: str) -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None)
+def _read_ini(path: str) -> dict[str, Any]:
+    parser = configparser.ConfigParser(interpolation=None, default_section="no default section")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # feed names keep their case
     try:
         with open(path, encoding="utf-8") as file:
             parser.read_file(file)
@@ -111,10 +145,21 @@ def _read_ini(path: str) -> dict[str, str]:
         raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} is not a valid INI file: {error}") from None
     if not parser.has_section(SECTION):
         raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} has no [{SECTION}] section")
-    section = dict(parser.items(SECTION))
+    section: dict[str, Any] = {k.lower(): v for k, v in parser.items(SECTION)}
     unknown = sorted(set(section) - set(NAMES))
     if unknown:
         raise ConfigError(f"setting {unknown[0]} in {path!r} is unknown; the settings are {', '.join(NAMES)}")
+    extra = sorted(set(parser.sections()) - {SECTION, *access_rules.ACTIONS})
+    if extra:
+        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} has an unknown section [{extra[0]}]")
+    try:
+        rules = {
+            a: access_rules.parse(a, parser.items(a)) for a in access_rules.ACTIONS if parser.has_section(a)
+        }
+    except ValueError as error:
+        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r}: {error}") from None
+    if rules:
+        section["access"] = access_rules.Rules(**rules)
     return section
 
 

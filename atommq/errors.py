@@ -3,6 +3,8 @@
     AtomMQError                 500  (never raised directly)
     +-- BadRequest              400  malformed entry, bad feed name, bad parameter
     |   +-- UnknownCursor       400  start_after/start_at names no message of this feed
+    +-- Unauthorized            401  no login, or a wrong one, where one is needed
+    +-- Forbidden               403  a user who may not do this to this feed
     +-- NotFound                404  no such feed or message
     +-- MethodNotAllowed        405  carries the allowed methods
     +-- LengthRequired          411  (dev server only) chunked body it cannot read
@@ -29,6 +31,16 @@ class BadRequest(AtomMQError):
 
 class UnknownCursor(BadRequest):
     pass
+
+
+class Unauthorized(AtomMQError):
+    status = "401 Unauthorized"
+    # RFC 7617: the realm a browser shows, and the charset of user names and passwords.
+    headers = (("WWW-Authenticate", 'Basic realm="AtomMQ", charset="UTF-8"'),)
+
+
+class Forbidden(AtomMQError):
+    status = "403 Forbidden"
 
 
 class NotFound(AtomMQError):

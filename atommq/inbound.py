@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from atommq import atom
-from atommq.errors import BadRequest, BodyTooLarge
+from atommq.errors import BadRequest, BodyTooLarge, Unauthorized
 from atommq.model import Draft
 
 Environ = dict[str, Any]
@@ -130,3 +130,20 @@ def idempotency_key(environ: Environ) -> str | None:
     if not _KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters without spaces")
     return str(key)
+
+
+def credentials(environ: Environ) -> tuple[str, str] | None:
+    """The user name and password of an HTTP Basic Authorization header (RFC 7617), if any."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    try:
+        if scheme.lower() != "basic":
+            raise ValueError
+        name, colon, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise Unauthorized("the Authorization header is not HTTP Basic with a UTF-8 name:password") from None
+    if not colon or not name:
+        raise Unauthorized("the Authorization header is not HTTP Basic with a UTF-8 name:password")
+    return name, password

@@ -155,6 +155,7 @@ class Client:
         headers: dict[str, str] | None = None,
         send_length: bool = True,
         server_may_refuse: bool = False,
+        environ: dict[str, str] | None = None,
     ) -> Response:
         """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL.
         `server_may_refuse`: a real web server may answer a URL it finds malformed itself, with
@@ -183,6 +184,9 @@ class Client:
             meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
         if body and send_length:
             meta["CONTENT_LENGTH"] = str(len(body))
+        if environ:  # what a web server adds itself, e.g. REMOTE_USER after its own login
+            assert self.kind not in webservers.KINDS, "a web server sets its variables itself"
+            meta.update(environ)
         if self.kind in webservers.KINDS:
             response = self._via_http(method, path, parts.query, headers or {}, body, send_length)
         else:
@@ -200,6 +204,7 @@ class Client:
         body: bytes | str,
         content_type: str = "application/x-www-form-urlencoded",
         server_may_refuse: bool = False,
+        environ: dict[str, str] | None = None,
     ) -> Response:
         data = body.encode("utf-8") if isinstance(body, str) else body
         return self.request(
