@@ -104,18 +104,35 @@ def main() -> int:
     # would compile AtomMQ's modules again.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "atommq")], check=True)
     work = Path(tempfile.mkdtemp(prefix="amqbench"))
+    # Access control on, as a locked-down install has it: feed "login" needs user "bench"
+    # (HTTP Basic, checked against the users file), every other feed stays open.
+    subprocess.run(
+        [sys.executable, "-m", "atommq", "users", "add", "bench", "--file", str(work / "users")],
+        input="bench-password\n",
+        text=True,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    (work / "atommq.ini").write_text(
+        f"[atommq]\nusers_file = {work}/users\n[publish]\nlogin = bench\n* = @anyone\n[read]\n* = @anyone\n"
+    )
     env = {
         **os.environ,
         "ATOMMQ_DATABASE_URL": f"sqlite:///{work}/atommq.db",
         "ATOMMQ_PAGE_SIZE": str(args.page_size),
         "ATOMMQ_LOG_FILE": str(work / "atommq.log"),
+        "ATOMMQ_CONFIG": str(work / "atommq.ini"),
+    }
+    login = {
+        **params("POST", "/feed=login", body=ENTRY),
+        "HTTP_AUTHORIZATION": "Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQ=",
     }
     print(
         f"AtomMQ benchmark on {platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
         f"Python {platform.python_version()}; SQLite in {work}"
     )
     results: dict[str, dict[str, float]] = {}
-    python = [sys.executable, "-c"]
     python = [sys.executable, "-c"]
     socket_path = work / "fcgi.sock"
     server = subprocess.Popen(
@@ -134,6 +151,9 @@ def main() -> int:
         print("FastCGI (atommq.fcgi on a unix socket, one connection per request):")
         publish = params("POST", "/feed=bench", body=ENTRY)
         results["fcgi_publish"] = measure("publish", lambda: fcgi(publish, ENTRY, 201), 2000 // scale)
+        results["fcgi_login"] = measure(
+            "publish with a login", lambda: fcgi(login, ENTRY, 201), 1000 // scale
+        )
         while True:  # at least two full pages, so that a page is full and has a next link
             etag = fcgi(params("GET", "/feed=bench"))
             count = int(
@@ -178,6 +198,7 @@ def main() -> int:
                     [*python, floor + "; import os; os._exit(0)"], env
                 ),
                 "CGI publish": lambda: run(script, {**env, **publish}, ENTRY),
+                "CGI publish with a login": lambda: run(script, {**env, **login}, ENTRY),
                 f"CGI read a {args.page_size}-message page": lambda: run(script, {**env, **read}),
                 "CGI 304 poll": lambda: run(script, {**env, **poll}),
             },
