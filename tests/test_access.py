@@ -4,12 +4,15 @@ right; neither tells whether the feed exists. In-process, under CGI and under Fa
 """
 
 import base64
+import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import webservers
 from atommq import config
 from atommq.errors import ConfigError
 
@@ -55,9 +58,13 @@ def locked(make_client, tmp_path):
     return make_client(config=str(ini))
 
 
-def post(client, feed: str, headers: dict[str, str]):
+def post(client, feed: str, headers: dict[str, str], server_may_refuse: bool = False):
     return client.request(
-        "POST", f"/feed={feed}", ENTRY.encode(), {"Content-Type": "application/atom+xml", **headers}
+        "POST",
+        f"/feed={feed}",
+        ENTRY.encode(),
+        {"Content-Type": "application/atom+xml", **headers},
+        server_may_refuse=server_may_refuse,
     )
 
 
@@ -204,3 +211,58 @@ def test_cli_refuses_short_passwords_and_bad_names(tmp_path):
     bad = atommq_users("add", "@eve", "--file", users, password="long-enough")
     assert bad.returncode == 2 and "not allowed" in bad.stderr
     assert not Path(users).exists()
+
+
+def shared_host_settings(client, ini: str, htaccess: str = "") -> Path:
+    """What a shared-host user edits, on a running server: the INI file their .htaccess names
+    (read again by each CGI request) and, for the web server's own login, the .htaccess."""
+    server = client._web()
+    state = server.db_path.parent
+    server.ini.write_text(f"[atommq]\nlog_file = {server.log_path}\n{ini}")
+    if htaccess:
+        with (server.folder / "htdocs" / ".htaccess").open("a") as file:
+            file.write(htaccess)
+    www = pwd.getpwnam(webservers.WWW_USER)
+    for path in state.iterdir():
+        os.chown(path, www.pw_uid, www.pw_gid)
+    return state
+
+
+@pytest.mark.parametrize("transport", ["apache-htaccess"])
+def test_a_shared_host_user_switches_access_control_on_without_touching_the_web_server(client):
+    assert client.publish("alerts.disk", "before").status == 201  # open, as by default
+    state = client._web().db_path.parent
+    for name in ("cron", "alice"):
+        assert (
+            atommq_users("add", name, "--file", str(state / "users"), password=PASSWORDS[name]).returncode
+            == 0
+        )
+    shared_host_settings(client, f"users_file = {state}/users\n{RULES}")
+    refused = post(client, "alerts.disk", {})
+    assert refused.status == 401
+    assert refused.headers["www-authenticate"] == 'Basic realm="AtomMQ", charset="UTF-8"'
+    assert post(client, "alerts.disk", login("cron")).status == 201
+    assert post(client, "alerts.disk", login("alice")).status == 403
+    assert len(client.request("GET", "/feed=alerts.disk", headers=login("alice")).entries()) == 2
+    assert client.get("/feed=alerts.disk").status == 401
+
+
+@pytest.mark.parametrize("transport", ["apache-htaccess"])
+def test_behind_the_web_servers_own_login_its_user_is_trusted(client):
+    client.get("/")
+    state = client._web().db_path.parent
+    subprocess.run(["htpasswd", "-bc", str(state / "htpasswd"), "cron", "apache-pass-1"], check=True)
+    subprocess.run(["htpasswd", "-b", str(state / "htpasswd"), "alice", "apache-pass-2"], check=True)
+    login_by_apache = f"""
+AuthType Basic
+AuthName "AtomMQ"
+AuthUserFile {state}/htpasswd
+Require valid-user
+"""
+    shared_host_settings(client, f"trust_remote_user = yes\n{RULES}", login_by_apache)
+    assert post(client, "alerts.disk", login("cron", "apache-pass-1")).status == 201
+    assert post(client, "alerts.disk", login("alice", "apache-pass-2")).status == 403  # our rules
+    # Apache asks everyone to log in first, and answers a wrong login itself (in HTML).
+    assert client.request("GET", "/feed=public", server_may_refuse=True).status == 401
+    assert post(client, "alerts.disk", login("cron", "wrong-pass"), server_may_refuse=True).status == 401
+    assert "failed login" not in client.log  # Apache refused it; AtomMQ never saw it

@@ -37,6 +37,10 @@ MODULES = "/usr/lib/apache2/modules"
 SHARED_HOST = """
 LoadModule mpm_event_module {modules}/mod_mpm_event.so
 LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule authn_core_module {modules}/mod_authn_core.so
+LoadModule authn_file_module {modules}/mod_authn_file.so
+LoadModule auth_basic_module {modules}/mod_auth_basic.so
+LoadModule authz_user_module {modules}/mod_authz_user.so
 LoadModule env_module {modules}/mod_env.so
 LoadModule cgid_module {modules}/mod_cgid.so
 LoadModule rewrite_module {modules}/mod_rewrite.so
