@@ -389,7 +389,27 @@ def run_checks(environ: Mapping[str, str] | None = None, user: User | None = Non
         results.append(check_log_file(user, settings.log_file))
         results.append(check_web_root("log_file", settings.log_file, roots, "warning"))
     results.append(check_body_limit(settings.max_body_bytes))
+    if settings.access.enabled and settings.users_file:
+        results.append(check_users_file(user, settings.users_file))
+        results.append(check_web_root("users_file", settings.users_file, roots))
     return results
+
+
+def check_users_file(user: User, path: str) -> Result:
+    """Access rules that name users need a users file that the web server's user can read."""
+    from atommq import users  # scrypt and friends: only when there is a file to look at
+
+    why = blocker(user, path, R)
+    if why:
+        fix = f"chgrp {user.owner.split(':')[-1]} {path} && chmod g+r {path}"
+        return Result("users_file", "problem", f"user {user.name} cannot read {path}: {why}", fix)
+    try:
+        known = users.read(path)
+    except users.UsersFileError as error:
+        return Result("users_file", "problem", str(error), "python3 -m atommq users list --file " + path)
+    if not known:
+        return Result("users_file", "problem", f"{path} holds no users", "python3 -m atommq users add NAME")
+    return Result("users_file", "ok", f"{len(known)} user{'s' * (len(known) != 1)} in {path}, readable by {user.name}")
 
 
 def render(results: list[Result]) -> str:

@@ -252,3 +252,22 @@ def test_script_run_from_a_terminal_prints_usage_and_the_diagnosis(tmp_path, scr
     assert line(lines, "python").startswith("ok       python: Python 3.")
     assert line(lines, "database") == f"problem  database: folder {tmp_path}/missing does not exist"
     assert "Traceback" not in done.stderr
+
+
+def test_users_file_that_the_web_servers_user_cannot_read_is_a_problem(tmp_path):
+    users = tmp_path / "users"
+    added = subprocess.run(
+        [sys.executable, "-m", "atommq", "users", "add", "cron", "--file", str(users)],
+        input="cron-secret-1\n", capture_output=True, text=True, cwd=ROOT, check=True,
+    )  # fmt: skip
+    assert "add: cron" in added.stdout
+    ini = tmp_path / "atommq.ini"
+    ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\n* = cron\n")
+    status, lines = check(tmp_path, ATOMMQ_CONFIG=str(ini))
+    assert line(lines, "users_file") == f"ok       users_file: 1 user in {users}, readable by {ME.name}"
+    status, lines = check(tmp_path, "--user", "www-data", ATOMMQ_CONFIG=str(ini))
+    assert status == 1
+    assert line(lines, "users_file").startswith(f"problem  users_file: user www-data cannot read {users}")
+    users.write_text("cron:plain-text-password\n")
+    status, lines = check(tmp_path, ATOMMQ_CONFIG=str(ini))
+    assert status == 1 and "line 1: not name:hash" in line(lines, "users_file")
