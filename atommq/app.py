@@ -81,7 +81,9 @@ class _App:
         self.make_uuid = make_uuid
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET").upper()
+        # As sent: method names are case-sensitive (RFC 9110 9.1), and a web server's <Limit POST>
+        # does not match "post".
+        method = environ.get("REQUEST_METHOD", "GET")
         if log.isEnabledFor(logging.DEBUG):
             # Which headers the web server let through (names only): Apache, for one, hides
             # Authorization unless told (FIELD-NOTES 3).

@@ -22,7 +22,9 @@ _A = "{" + ATOM + "}"
 _P = "{" + APP + "}"
 _XHTML_DIV = "{" + XHTML + "}div"
 # A DOCTYPE can only stand in the prolog: after an optional BOM, XML declaration, PIs, comments.
-_DOCTYPE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
+# Possessive (*+): a prolog that is not followed by a DOCTYPE fails at once, instead of being
+# re-split in exponentially many ways (40 spaces, or 40 comments, took hours).
+_DOCTYPE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*+<!DOCTYPE", re.S)
 _NSMAP = {None: ATOM}
 
 # resolve_entities=False: no entity is ever expanded (no XXE, no billion laughs);
@@ -36,6 +38,33 @@ _PARSER = etree.XMLParser(
     huge_tree=False,
     collect_ids=False,
 )
+# The same for request bodies, which are UTF-8 whatever their XML declaration says: a body that
+# declares ISO-8859-1 or UTF-7 would otherwise be decoded into other characters than were sent.
+_BODY_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    collect_ids=False,
+    encoding="utf-8",
+)
+# A feed holds an entry one level deeper than the entry's own document, and XML parsers refuse
+# documents deeper than 256 levels (libxml2 without XML_PARSE_HUGE): a deeper entry would make
+# its whole feed unreadable to consumers.
+MAX_DEPTH = 255
+_TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
+_TOO_DEEP_MESSAGE = f"the entry nests elements more than {MAX_DEPTH} levels deep; flatten it"
+# A media type (RFC 6838 4.2: type and subtype names of at most 127 characters), with parameters.
+_MEDIA_TYPE = re.compile(
+    r"\A[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}(?:[ \t]*;[\x20-\x7e]*)?\Z", re.ASCII
+)
+MEDIA_TYPE_MAX_LENGTH = 255  # the stored type's column is as wide
+
+
+def is_media_type(text: str) -> bool:
+    """Whether `text` is a media type such as text/plain or application/vnd.x+xml;v=1."""
+    return len(text) <= MEDIA_TYPE_MAX_LENGTH and _MEDIA_TYPE.match(text) is not None
 
 
 def is_xml_media_type(media_type: str) -> bool:
@@ -57,9 +86,14 @@ def parse_entry(body: bytes) -> Draft:
     if _DOCTYPE.match(body):
         raise BadRequest("the body has a DOCTYPE; DTDs and entity declarations are not accepted")
     try:
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, _BODY_PARSER)
     except etree.XMLSyntaxError as error:
-        raise BadRequest(f"the body is not well-formed XML: {error.msg}") from None
+        if "Excessive depth" in error.msg:
+            raise BadRequest(_TOO_DEEP_MESSAGE) from None
+        reason = " ".join(error.msg.split())  # one line: libxml2 puts newlines in some messages
+        raise BadRequest(f"the body is not well-formed XML: {reason}") from None
+    if _TOO_DEEP(root):
+        raise BadRequest(_TOO_DEEP_MESSAGE)
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.doctype:
         raise BadRequest("the body has a DOCTYPE; DTDs and entity declarations are not accepted")
@@ -78,10 +112,11 @@ def parse_entry(body: bytes) -> Draft:
         raise BadRequest("the entry has no <content>; put the message in <content>")
     if content.get("src") is not None:
         raise BadRequest("<content src=...> is not supported; put the message inside <content>")
-    content_type = content.get("type", "")
-    if content_type not in (*TEXT_TYPES, "xhtml") and "/" not in content_type:
+    content_type = _type(content, "content")
+    if content_type not in (*TEXT_TYPES, "xhtml") and not is_media_type(content_type):
         raise BadRequest(
-            f'<content type="{content_type}"> is not allowed; use text, html, xhtml or a media type'
+            f"<content type={_shorten(content_type)!r}> is not allowed; use text, html, xhtml "
+            "or a media type such as application/json"
         )
     title = _only_child(root, prefix + "title")
     title_text, title_type = ("", "") if title is None else _text_construct(title, "title")
@@ -98,10 +133,27 @@ def parse_entry(body: bytes) -> Draft:
     author_element = _only_child(root, prefix + "author")
     if author_element is not None:
         name = _only_child(author_element, prefix + "name")
-        if name is None or not (name.text or "").strip():
+        if name is not None and any(isinstance(child.tag, str) for child in name):
+            raise BadRequest("<author><name> must hold text only, not elements")  # RFC 4287 3.2.1
+        # Its text, around any comments and processing instructions in it.
+        author = None if name is None else (name.text or "") + "".join(c.tail or "" for c in name)
+        if author is None or not author.strip():
             raise BadRequest("<author> needs a non-empty <name>")
-        author = name.text
     return Draft(title_text, title_type, content_text, content_type, author)
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """Enough of a client's value to recognise it in a one-line error message."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _type(element: etree._Element, name: str) -> str:
+    """The type attribute, "" when there is none. An empty one is refused, as it could not come
+    back as sent: it is served as no type at all."""
+    kind = element.get("type")
+    if kind == "":
+        raise BadRequest(f'<{name} type=""> is not allowed; leave type out or use text, html or xhtml')
+    return kind or ""
 
 
 def _only_child(parent: etree._Element, tag: str) -> etree._Element | None:
@@ -113,7 +165,7 @@ def _only_child(parent: etree._Element, tag: str) -> etree._Element | None:
 
 def _text_construct(element: etree._Element, name: str) -> tuple[str, str]:
     """RFC 4287 3.1: text and html hold text only; xhtml holds exactly one XHTML div."""
-    kind = element.get("type", "")
+    kind = _type(element, name)
     if kind in TEXT_TYPES:
         if len(element):
             raise BadRequest(
@@ -126,8 +178,16 @@ def _text_construct(element: etree._Element, name: str) -> tuple[str, str]:
         stray = (element.text or "").strip() or any((c.tail or "").strip() for c in children)
         if len(children) != 1 or children[0].tag != _XHTML_DIV or stray:
             raise BadRequest(f'<{name} type="xhtml"> must hold exactly one <div xmlns="{XHTML}">')
+        # XHTML only (RFC 4287 3.1.1.3 and its schema): another vocabulary goes in <content> of
+        # an XML media type, which holds any.
+        for node in children[0].iter():
+            if isinstance(node.tag, str) and etree.QName(node).namespace != XHTML:
+                raise BadRequest(
+                    f'<{name} type="xhtml"> may hold XHTML elements only, not <{etree.QName(node).localname}>; '
+                    'send other XML as <content type="application/xhtml+xml">'
+                )
         return _inner_xml(element), kind
-    raise BadRequest(f'<{name} type="{kind}"> is not allowed; use text, html or xhtml')
+    raise BadRequest(f"<{name} type={_shorten(kind)!r}> is not allowed; use text, html or xhtml")
 
 
 def _inner_xml(element: etree._Element) -> str:
@@ -138,13 +198,8 @@ def _inner_xml(element: etree._Element) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _set_inner_xml(element: etree._Element, inner: str) -> None:
-    wrapper = etree.fromstring(f"<w>{inner}</w>", _PARSER)
-    element.text = wrapper.text
-    element.extend(list(wrapper))
+    # A raw CR would be read back as LF (XML 1.0 2.11): it is kept as a character reference.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
 def _add_text(parent: etree._Element, tag: str, text: str) -> etree._Element:
@@ -154,13 +209,22 @@ def _add_text(parent: etree._Element, tag: str, text: str) -> etree._Element:
 
 
 def _add_construct(parent: etree._Element, tag: str, text: str, kind: str) -> None:
-    element = etree.SubElement(parent, tag)
+    if kind == "xhtml" or (kind not in TEXT_TYPES and is_xml_media_type(kind)):
+        wrapper = etree.fromstring(f"<w>{text}</w>", _PARSER)
+        # Elements in no namespace must not fall into the default Atom namespace: their parent
+        # then undeclares it (xmlns="") and names itself with a prefix. It is made in place, as
+        # lxml re-maps the namespaces of an element moved in from elsewhere, ignoring xmlns="".
+        unqualified = any(
+            etree.QName(node).namespace is None for node in wrapper.iterdescendants(etree.Element)
+        )
+        element = etree.SubElement(parent, tag, nsmap={"atom": ATOM, None: ""} if unqualified else None)
+        element.text = wrapper.text
+        element.extend(list(wrapper))
+    else:
+        element = etree.SubElement(parent, tag)
+        element.text = text
     if kind:
         element.set("type", kind)
-    if kind == "xhtml" or (kind not in TEXT_TYPES and is_xml_media_type(kind)):
-        _set_inner_xml(element, text)
-    else:
-        element.text = text
 
 
 def _add_entry(parent: etree._Element | None, message: Message, default_author: bool) -> etree._Element:

@@ -16,7 +16,9 @@ Environ = dict[str, Any]
 _FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
 # Characters that XML 1.0 cannot carry (section 2.2): a message holding one could never be served.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_MEDIA_TYPE = re.compile(r"\A[a-z0-9][\w.+-]*/[a-z0-9][\w.+-]*\Z")
+# C0 controls and DEL: never part of a feed name, a message id or a cursor. PostgreSQL cannot
+# even compare a string holding NUL, and CR/LF must never reach a header or a log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Bodies over the limit are still read, up to this much, so that a web server does not cut
 # off our 413 because its CGI child stopped reading (FIELD-NOTES 3, mod_cgid).
 _DISCARD_AT_MOST = 64 * 1024 * 1024
@@ -30,11 +32,14 @@ def parse_message(body: bytes, content_type: str) -> Draft:
     if not body:
         raise BadRequest("the body is empty; send an Atom <entry> or a plain-text message")
     media = content_type.split(";", 1)[0].strip().lower()
-    if atom.is_xml_media_type(media) or body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+    # A UTF-8 byte order mark, then white space: stripping any of the BOM's bytes would also
+    # take the start of characters such as U+FEFB (EF BB BB) off a plain-text message.
+    start = body.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    if atom.is_xml_media_type(media) or start.startswith(b"<"):
         return atom.parse_entry(body)
     if media in _FORM_OR_TEXT:
         return Draft("", "", text_body(body), "")
-    if not _MEDIA_TYPE.match(media):
+    if not atom.is_media_type(media):
         raise BadRequest(f"Content-Type {content_type!r} is not a media type such as text/plain")
     if media.startswith("text/"):
         return Draft("", "", text_body(body), media)
@@ -62,14 +67,20 @@ def read_body(environ: Environ, method: str, limit: int) -> bytes:
     stream = environ["wsgi.input"]
     length_text = environ.get("CONTENT_LENGTH", "").strip()
     if length_text:
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise BadRequest(f"Content-Length {length_text!r} is not a number") from None
+        if not length_text.isascii() or not length_text.isdigit():
+            raise BadRequest(f"Content-Length {length_text[:40]!r} is not a number of bytes")
+        length = int(length_text)
         if length > limit:
             _read(stream, min(length, _DISCARD_AT_MOST))
             raise BodyTooLarge(f"the body is {length} bytes; the limit is {limit} bytes")
-        return _read(stream, length)
+        body = _read(stream, length)
+        if len(body) < length:
+            # The client stopped sending (or the connection broke) mid-body: what arrived is
+            # part of a message, never to be stored as if it were the whole.
+            raise BadRequest(
+                f"the body ended after {len(body)} of the {length} bytes of its Content-Length; send it again"
+            )
+        return body
     if method not in ("POST", "PUT", "PATCH"):
         return b""
     body = _read(stream, limit + 1)
@@ -80,9 +91,15 @@ def read_body(environ: Environ, method: str, limit: int) -> bytes:
 
 
 def _read(stream: Any, size: int) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while size > 0:
-        chunk = stream.read(min(size, _CHUNK))
+        try:
+            chunk = stream.read(min(size, _CHUNK))
+        except (EOFError, OSError):
+            # The web server dropped the connection mid-body (flup raises EOFError): the client
+            # is gone, and this part of a message must not be taken for a whole one.
+            got = sum(len(part) for part in parts)
+            raise BadRequest(f"the connection broke after {got} bytes of the body; send it again") from None
         if not chunk:
             break
         parts.append(chunk)
@@ -92,9 +109,13 @@ def _read(stream: Any, size: int) -> bytes:
 
 def path_info(environ: Environ) -> str:
     try:
-        return str(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8"))
+        path = str(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8"))
     except UnicodeError:
         raise BadRequest("the URL path is not valid UTF-8 after percent-decoding") from None
+    bad = _CONTROL.search(path)
+    if bad:
+        raise BadRequest(f"the URL path contains the control character U+{ord(bad.group()):04X}")
+    return path
 
 
 def cursor(query: str) -> tuple[str | None, bool]:
@@ -114,6 +135,8 @@ def cursor(query: str) -> tuple[str | None, bool]:
     # An empty cursor (or the original's "0") means "from the first message".
     if value in ("", "0"):
         return None, False
+    if _CONTROL.search(value):
+        raise BadRequest(f"{key} holds a control character; a message id never does")
     return value, key == "start_at"
 
 

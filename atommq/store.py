@@ -28,13 +28,21 @@ LOCK_WAIT_SECONDS = 5
 # How long a MariaDB/MySQL server may stay silent (no greeting, no answer) before a 503.
 SILENT_SERVER_SECONDS = 30
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
+
+
+def _exact(length: int) -> sa.String:
+    """A string compared byte for byte: MariaDB's default collation would make `widgets` and
+    `Widgets` one feed, and Idempotency-Keys `Backup-1` and `backup-1` one message."""
+    return sa.String(length).with_variant(sa.String(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
 METADATA = sa.MetaData()
 FEEDS = sa.Table(
     "atommq_feeds",
     METADATA,
     sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(100), nullable=False, unique=True),
-    sa.Column("uuid", sa.String(36), nullable=False),
+    sa.Column("name", _exact(100), nullable=False, unique=True),
+    sa.Column("uuid", _exact(36), nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
     sa.Column("updated", sa.String(32), nullable=False),
 )
@@ -45,7 +53,7 @@ MESSAGES = sa.Table(
     METADATA,
     sa.Column("feed_pk", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("uuid", _exact(36), nullable=False, unique=True),
     sa.Column("title", _BIG_TEXT, nullable=False),
     sa.Column("title_type", sa.String(255), nullable=False),
     sa.Column("content", _BIG_TEXT, nullable=False),
@@ -55,7 +63,7 @@ MESSAGES = sa.Table(
     sa.Column("updated", sa.String(32), nullable=False),
     # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
     # the message its first attempt stored (NULLs, messages without a key, never collide).
-    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("idempotency_key", _exact(200), nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 _MESSAGE_COLUMNS = (
@@ -175,7 +183,8 @@ class Session:
                 )
             ).scalar()
             if seq is None:
-                raise UnknownCursor(f"feed {name!r} has no message with id {cursor!r}")
+                shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
+                raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
             after = seq - 1 if inclusive else seq
         feed = Feed(name, _urn(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.

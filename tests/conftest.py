@@ -11,6 +11,7 @@ client receives is validated against the RFC schemas; every error must be one li
 import io
 import os
 import shutil
+import socket as socketlib
 import subprocess
 import sys
 import tempfile
@@ -155,11 +156,14 @@ class Client:
         headers: dict[str, str] | None = None,
         send_length: bool = True,
         server_may_refuse: bool = False,
+        content_length: str | None = None,
         environ: dict[str, str] | None = None,
     ) -> Response:
         """`target` is a path under the prefix (/feed=x?start_after=y) or an absolute URL.
         `server_may_refuse`: a real web server may answer a URL it finds malformed itself, with
-        its own error page, before AtomMQ sees the request."""
+        its own error page, before AtomMQ sees the request. `content_length`: the CONTENT_LENGTH
+        the gateway announces whatever the body's length (a truncated upload); not for the web
+        servers, which check it themselves (send those a raw request)."""
         parts = urlsplit(target)
         path = unquote(parts.path, errors="surrogateescape")  # bytes that are not UTF-8 pass as-is
         if parts.scheme:
@@ -184,6 +188,9 @@ class Client:
             meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
         if body and send_length:
             meta["CONTENT_LENGTH"] = str(len(body))
+        if content_length is not None:
+            assert self.kind not in webservers.KINDS, "a web server checks Content-Length itself"
+            meta["CONTENT_LENGTH"] = content_length
         if environ:  # what a web server adds itself, e.g. REMOTE_USER after its own login
             assert self.kind not in webservers.KINDS, "a web server sets its variables itself"
             meta.update(environ)
@@ -204,7 +211,6 @@ class Client:
         body: bytes | str,
         content_type: str = "application/x-www-form-urlencoded",
         server_may_refuse: bool = False,
-        environ: dict[str, str] | None = None,
     ) -> Response:
         data = body.encode("utf-8") if isinstance(body, str) else body
         return self.request(
@@ -339,11 +345,20 @@ class FastCGIServer:
             [str(FCGI_SCRIPT), str(socket)], env={**os.environ, **env}, stderr=self.stderr
         )
         deadline = time.monotonic() + 20
-        while not socket.exists():
+        # The socket file appears at bind(), before listen(): wait until it takes a connection.
+        while not self._listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"atommq.fcgi did not start: {(tmp / 'fcgi-stderr.log').read_text()}")
             time.sleep(0.02)
+
+    def _listening(self) -> bool:
+        with socketlib.socket(socketlib.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         self.process.terminate()
