@@ -27,28 +27,26 @@ _XHTML_DIV = "{" + XHTML + "}div"
 _DOCTYPE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*+<!DOCTYPE", re.S)
 _NSMAP = {None: ATOM}
 
+
 # resolve_entities=False: no entity is ever expanded (no XXE, no billion laughs);
 # no_network and load_dtd=False: nothing is fetched; huge_tree=False keeps libxml2's depth and
 # size limits (nesting deeper than 256 levels is refused).
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    collect_ids=False,
-)
+def _hardened_parser(**options: str) -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        collect_ids=False,
+        **options,
+    )
+
+
+_PARSER = _hardened_parser()
 # The same for request bodies, which are UTF-8 whatever their XML declaration says: a body that
 # declares ISO-8859-1 or UTF-7 would otherwise be decoded into other characters than were sent.
-_BODY_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    collect_ids=False,
-    encoding="utf-8",
-)
+_BODY_PARSER = _hardened_parser(encoding="utf-8")
 # A feed holds an entry one level deeper than the entry's own document, and XML parsers refuse
 # documents deeper than 256 levels (libxml2 without XML_PARSE_HUGE): a deeper entry would make
 # its whole feed unreadable to consumers.
