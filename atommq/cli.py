@@ -30,9 +30,6 @@ def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Ite
         rest = path[len(prefix) :]
         if not path.startswith(prefix) or (rest and not rest.startswith("/")):
             return _plain(start_response, "404 Not Found", f"AtomMQ is at {prefix}/\n")
-        if environ.get("HTTP_TRANSFER_ENCODING") and not environ.get("CONTENT_LENGTH"):
-            # wsgiref's server cannot read a chunked body; a real web server can.
-            return _plain(start_response, "411 Length Required", "send a Content-Length\n")
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest
         return app(environ, start_response)
@@ -53,9 +50,21 @@ def serve(args: argparse.Namespace) -> int:
 
     app = make_app(config.load())
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    server = make_server(
-        args.host, args.port, mount(app, prefix), server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
+    try:
+        server = make_server(
+            args.host,
+            args.port,
+            mount(app, prefix),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
+    except OSError as error:  # the port is taken, the address is not this machine's, ...
+        print(
+            f"atommq: cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
+            "stop what uses it, or choose another port with --port (--port 0 takes any free one)",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"AtomMQ on http://{args.host}:{server.server_port}{prefix}/ "
         f"({config.load().database_url}); Ctrl-C stops it",

@@ -7,7 +7,7 @@
     +-- Forbidden               403  a user who may not do this to this feed
     +-- NotFound                404  no such feed or message
     +-- MethodNotAllowed        405  carries the allowed methods
-    +-- LengthRequired          411  (dev server only) chunked body it cannot read
+    +-- LengthRequired          411  a chunked body where the gateway cannot tell its end
     +-- BodyTooLarge            413  body over max_body_bytes
     +-- StoreUnavailable        503  database locked or unreachable; try again later
         +-- StoreConflict       503  a deadlock; publish retries it itself first

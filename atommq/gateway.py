@@ -42,6 +42,18 @@ def _misconfigured(environ: dict[str, Any], start_response: Any) -> Iterable[byt
     return [body]
 
 
+def _input_terminated(app: Any) -> Any:
+    """CGI and FastCGI end a request's input where its body ends (the web server closes the
+    script's stdin; FastCGI closes the stream with an empty FCGI_STDIN record), so a body
+    without a Content-Length (a chunked upload) can be read to the end of input."""
+
+    def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)  # type: ignore[no-any-return]
+
+    return application
+
+
 def run_cgi() -> int:
     if "REQUEST_METHOD" not in os.environ:
         from atommq.check import diagnosis  # run from a terminal: say what a server would trip on
@@ -60,7 +72,7 @@ def run_cgi() -> int:
     except Exception:  # e.g. a database driver that is not installed: say why, in the log
         sys.stderr.write(f"AtomMQ could not start:\n{traceback.format_exc()}")
         app = _misconfigured
-    CGIHandler().run(app)
+    CGIHandler().run(_input_terminated(app))
     # The answer is written and the transaction committed. Skip the interpreter's teardown of
     # SQLAlchemy's many modules: it costs a CGI request about a fifth (bench/benchmark.py).
     logging.shutdown()
@@ -118,7 +130,7 @@ def run_fastcgi(argv: list[str]) -> int:
         sys.stderr.write(f"AtomMQ: {error}\n")
         return 2
     # debug=False: flup's debug pages leak tracebacks to clients; our app never raises anyway.
-    server = WSGIServer(app, bindAddress=bind, debug=False, multiprocess=True)
+    server = WSGIServer(_input_terminated(app), bindAddress=bind, debug=False, multiprocess=True)
     server._threadPool = QueueingPool(maxThreads=FASTCGI_THREADS)
     server.run()
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from atommq import atom
-from atommq.errors import BadRequest, BodyTooLarge, Unauthorized
+from atommq.errors import BadRequest, BodyTooLarge, LengthRequired, Unauthorized
 from atommq.model import Draft
 
 Environ = dict[str, Any]
@@ -62,8 +62,10 @@ def text_body(body: bytes) -> str:
 
 
 def read_body(environ: Environ, method: str, limit: int) -> bytes:
-    """The whole request body, at most `limit` bytes. Without CONTENT_LENGTH (a chunked upload
-    under Apache CGI) a POST body is read to the end of input."""
+    """The whole request body, at most `limit` bytes. Without CONTENT_LENGTH, a body is read to
+    the end of input only where the gateway says that the input ends there (wsgi.input_terminated:
+    CGI and FastCGI, where a web server passes on a chunked upload so); elsewhere there is no body
+    (PEP 3333), as a keep-alive connection never reaches its end of input."""
     stream = environ["wsgi.input"]
     length_text = environ.get("CONTENT_LENGTH", "").strip()
     if length_text:
@@ -82,6 +84,10 @@ def read_body(environ: Environ, method: str, limit: int) -> bytes:
             )
         return body
     if method not in ("POST", "PUT", "PATCH"):
+        return b""
+    if not environ.get("wsgi.input_terminated"):
+        if environ.get("HTTP_TRANSFER_ENCODING"):
+            raise LengthRequired("this server cannot read a chunked body; send a Content-Length")
         return b""
     body = _read(stream, limit + 1)
     if len(body) > limit:

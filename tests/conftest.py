@@ -256,6 +256,9 @@ class Client:
                 "wsgi.multithread": False,
                 "wsgi.multiprocess": False,
                 "wsgi.run_once": False,
+                # As gunicorn and mod_wsgi say: the input ends where the body does, so a body
+                # sent without a Content-Length is read to its end.
+                "wsgi.input_terminated": True,
             }
         )
         captured: dict[str, Any] = {}

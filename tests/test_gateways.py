@@ -1,9 +1,11 @@
 """The gateway scripts as users run them: from a web server, from a terminal, misconfigured."""
 
 import os
+import re
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -249,3 +251,80 @@ def test_database_server_that_never_answers_is_503_after_the_connect_timeout(mak
     assert response.status == 503
     assert response.headers["retry-after"] == "1"
     assert 4 < elapsed < (15 if "postgresql" in scheme else 45), elapsed
+
+
+def start_serve(tmp_path: Path, *arguments: str) -> tuple[subprocess.Popen[str], int]:
+    """`python3 -m atommq serve --port 0`, and the port it took (from its first line)."""
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "atommq", "serve", *arguments],
+        env=env,
+        cwd=CGI_SCRIPT.parent.parent,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stderr is not None
+    line = server.stderr.readline()
+    port = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    if port is None:
+        server.kill()
+        pytest.fail(f"serve did not start: {line}{server.stderr.read()}")
+    return server, int(port.group(1))
+
+
+def raw_answer(port: int, request: bytes) -> bytes:
+    """The server's answer to a request sent as is, on a connection kept open (as curl does)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while True:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"Content-Length: (\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                return answer
+            chunk = connection.recv(65536)  # a hang is a socket.timeout, and the test fails
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+@pytest.mark.parametrize(
+    "headers, status, says",
+    [
+        (b"", b"400", b"the body is empty"),
+        (b"Transfer-Encoding: chunked\r\n", b"411", b"send a Content-Length"),
+    ],
+    ids=["no-body", "chunked"],
+)
+def test_serve_answers_a_post_without_content_length_at_once(tmp_path, headers, status, says):
+    """curl -X POST sends no body and no Content-Length, and keeps the connection open: the
+    input never ends, so a server that is not CGI or FastCGI must not wait for its end."""
+    server, port = start_serve(tmp_path, "--port", "0")
+    try:
+        answer = raw_answer(port, b"POST /atommq/feed=x HTTP/1.1\r\nHost: localhost\r\n" + headers + b"\r\n")
+        assert answer.split(b" ")[1] == status, answer
+        assert says in answer
+        assert b"Content-Type: text/plain" in answer
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_serve_on_a_port_in_use_says_which_and_what_to_do(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+        done = subprocess.run(
+            [sys.executable, "-m", "atommq", "serve", "--port", str(port)],
+            env=env,
+            cwd=CGI_SCRIPT.parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "--port" in done.stderr
