@@ -167,11 +167,9 @@ class _App:
         return "200 OK", [("Content-Type", SERVICE_TYPE)], document
 
     def feed(self, environ: Environ, name: str) -> Response:
-        cursor, inclusive = inbound.cursor(environ.get("QUERY_STRING", ""))
+        cursor, inclusive, asked = inbound.cursor(environ.get("QUERY_STRING", ""))
         href = self.feed_href(environ, name)
-        self_href = href
-        if cursor is not None:
-            self_href += f"?{'start_at' if inclusive else 'start_after'}={quote(cursor, safe=':')}"
+        self_href = f"{href}?{asked}" if asked else href
         with self.store.transaction() as session:
             position = session.locate(name, cursor, inclusive)
             tag = f"{position.version}|{self.config.page_size}|{self_href}"

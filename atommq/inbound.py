@@ -6,7 +6,7 @@ HTTP input only: no routing, no responses, no SQL. Bad input raises BadRequest o
 import base64
 import re
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from atommq import atom
 from atommq.errors import BadRequest, BodyTooLarge, LengthRequired, Unauthorized
@@ -124,8 +124,10 @@ def path_info(environ: Environ) -> str:
     return path
 
 
-def cursor(query: str) -> tuple[str | None, bool]:
-    """The start_after or start_at id from the query string, and whether it is inclusive."""
+def cursor(query: str) -> tuple[str | None, bool, str]:
+    """The start_after or start_at id from the query string, whether it is inclusive, and the
+    query as asked, normalised ("start_after=ID", "start_after=" or ""), for the page's self
+    link: a feed's rel="self" is the URL it was fetched from (RFC 4287 4.2.7.2)."""
     try:
         params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
     except (UnicodeError, ValueError):
@@ -136,14 +138,15 @@ def cursor(query: str) -> tuple[str | None, bool]:
     if len(params) > 1 or any(len(v) > 1 for v in params.values()):
         raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
     if not params:
-        return None, False
+        return None, False, ""
     ((key, (value,)),) = params.items()
-    # An empty cursor (or the original's "0") means "from the first message".
-    if value in ("", "0"):
-        return None, False
     if _CONTROL.search(value):
         raise BadRequest(f"{key} holds a control character; a message id never does")
-    return value, key == "start_at"
+    asked = f"{key}={quote(value, safe=':')}"
+    # An empty cursor (or the original's "0") means "from the first message".
+    if value in ("", "0"):
+        return None, False, asked
+    return value, key == "start_at", asked
 
 
 # An Idempotency-Key: printable ASCII without spaces, as in a UUID or a job name and run number.

@@ -8,8 +8,9 @@ class Draft:
     """A message as a publisher sent it, before the server gives it an id and times.
 
     Text constructs keep their `type` attribute exactly as sent ("" when it was absent). For
-    type "xhtml" and XML media types, `content`/`title` hold the element's inner XML as text;
-    for other non-text media types, the Base64 text that RFC 4287 4.1.3.3 requires.
+    type "xhtml" and XML media types, `content`/`title`/`summary` hold the element's inner XML
+    as text; for other non-text media types, the Base64 text that RFC 4287 4.1.3.3 requires.
+    `summary` is None when the publisher sent none.
     """
 
     title: str
@@ -17,6 +18,8 @@ class Draft:
     content: str
     content_type: str
     author: str | None = None
+    summary: str | None = None
+    summary_type: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -59,6 +59,9 @@ MESSAGES = sa.Table(
     sa.Column("content", _BIG_TEXT, nullable=False),
     sa.Column("content_type", sa.String(255), nullable=False),
     sa.Column("author", _BIG_TEXT, nullable=True),
+    # The publisher's <summary> (NULL: none was sent) and its type: text, html or xhtml.
+    sa.Column("summary", _BIG_TEXT, nullable=True),
+    sa.Column("summary_type", sa.String(8), nullable=True),
     sa.Column("published", sa.String(32), nullable=False),
     sa.Column("updated", sa.String(32), nullable=False),
     # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
@@ -73,9 +76,13 @@ _MESSAGE_COLUMNS = (
     MESSAGES.c.content,
     MESSAGES.c.content_type,
     MESSAGES.c.author,
+    MESSAGES.c.summary,
+    MESSAGES.c.summary_type,
     MESSAGES.c.published,
     MESSAGES.c.updated,
 )
+# Columns added since the first release: a table created before them gets them on first use.
+_ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +100,8 @@ def _urn(uuid: str) -> str:
 
 
 def _message(feed: str, row: Any) -> Message:
-    uuid, title, title_type, content, content_type, author, published, updated = row
-    draft = Draft(title, title_type, content, content_type, author)
+    uuid, title, title_type, content, content_type, author, summary, summary_type, published, updated = row
+    draft = Draft(title, title_type, content, content_type, author, summary, summary_type or "")
     return Message(_urn(uuid), feed, draft, published, updated)
 
 
@@ -150,6 +157,8 @@ class Session:
             "content": draft.content,
             "content_type": draft.content_type,
             "author": draft.author,
+            "summary": draft.summary,
+            "summary_type": draft.summary_type if draft.summary is not None else None,
             "published": now,
             "updated": now,
             "idempotency_key": key,
@@ -217,6 +226,16 @@ class Session:
     def feeds(self) -> list[Feed]:
         query = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
         return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
+
+
+def _add_missing_columns(connection: sa.Connection) -> None:
+    """Bring a table made by an earlier AtomMQ up to date: nullable columns, added in place
+    (every database here can ADD COLUMN without rewriting its rows' existing data)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns(MESSAGES.name)}
+    for column in _ADDED_COLUMNS:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(sa.text(f"ALTER TABLE {MESSAGES.name} ADD COLUMN {column.name} {kind}"))
 
 
 def _is_conflict(error: Exception) -> bool:
@@ -319,10 +338,12 @@ class Store:
                 with self._engine.connect() as connection:
                     try:
                         METADATA.create_all(connection, checkfirst=True)
+                        _add_missing_columns(connection)
                         connection.commit()
                         break
                     except sa.exc.DBAPIError:
-                        # Another process created a table between our check and our CREATE.
+                        # Another process created a table (or added a column) between our
+                        # check and our CREATE.
                         if attempt == 4:
                             raise
                 time.sleep(0.05 * (attempt + 1))

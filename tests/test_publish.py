@@ -4,9 +4,10 @@ import base64
 import re
 
 import pytest
+import sqlalchemy as sa
 from lxml import etree
 
-from conftest import ATOM_NS, PREFIX
+from conftest import ATOM_NS, IN_PROCESS, PREFIX
 
 ATOM = "http://www.w3.org/2005/Atom"
 SEED_EXAMPLE = "<entry><title>allo</title><content>an important message</content></entry>"
@@ -172,3 +173,92 @@ def test_base_url_setting_replaces_the_host_and_prefix_in_links(make_client):
     response = client.publish("widgets", "x")
     assert response.headers["location"].startswith("https://example.org/mq/feed=widgets/entry=")
     assert client.get("/feed=widgets").link("self") == "https://example.org/mq/feed=widgets"
+
+
+APP = "{http://www.w3.org/2007/app}"
+XHTML_DIV = '<div xmlns="http://www.w3.org/1999/xhtml">a <b>bold</b> summary</div>'
+
+
+@pytest.mark.parametrize("transport", IN_PROCESS)
+@pytest.mark.parametrize(
+    "summary",
+    ["<summary>plain &amp; simple</summary>", '<summary type="html">&lt;b&gt;x&lt;/b&gt;</summary>']
+    + [f'<summary type="xhtml">{XHTML_DIV}</summary>', "<summary></summary>"],
+    ids=["text", "html", "xhtml", "empty"],
+)
+def test_the_publishers_summary_comes_back_exactly_as_sent(client, summary):
+    body = f'<entry xmlns="{ATOM}"><content type="application/json">e30=</content>{summary}</entry>'
+    response = client.post("/feed=widgets", body, "application/atom+xml")
+    assert response.status == 201, response.text
+    sent = etree.fromstring(body).find(f"{{{ATOM}}}summary")
+    for got in (
+        response.xml(),
+        client.get(response.headers["location"]).xml(),
+        client.get("/feed=widgets").entries()[0],
+    ):
+        returned = got.findall("a:summary", ATOM_NS)
+        assert len(returned) == 1
+        assert (returned[0].get("type"), inner(returned[0])) == (sent.get("type"), inner(sent))
+
+
+@pytest.mark.parametrize("transport", IN_PROCESS)
+def test_base64_content_without_a_summary_gets_one_naming_its_type_and_size(client):
+    """RFC 4287 4.1.1.1: an entry whose content is Base64 MUST have a summary."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    assert client.post("/feed=files", png, "image/png").status == 201
+    entry = "<entry><content type='application/json'>eyJhIjogMX0=</content></entry>"  # {"a": 1}
+    assert client.post("/feed=files", entry, "application/atom+xml").status == 201
+    summaries = [e.findtext("a:summary", namespaces=ATOM_NS) for e in client.get("/feed=files").entries()]
+    assert summaries == ["image/png, 1032 bytes", "application/json, 8 bytes"]
+
+
+@pytest.mark.parametrize("transport", IN_PROCESS)
+@pytest.mark.parametrize(
+    "content",
+    [
+        "<content>x</content>",
+        "<content type='html'>&lt;b&gt;</content>",
+        "<content type='text/csv'>a,b</content>",
+    ]
+    + ["<content type='application/vnd.x+xml'><x/></content>"],
+    ids=["text", "html", "text-media-type", "xml"],
+)
+def test_content_a_reader_can_show_gets_no_summary_of_ours(client, content):
+    assert client.post("/feed=widgets", f"<entry>{content}</entry>").status == 201
+    assert client.get("/feed=widgets").entries()[0].find("a:summary", ATOM_NS) is None
+
+
+@pytest.mark.parametrize("transport", IN_PROCESS)
+def test_entries_carry_app_edited_equal_to_updated(client):
+    """RFC 5023 10.2: a message is never edited, so it was last edited when it was stored."""
+    response = client.publish("widgets", "x")
+    for entry in (
+        response.xml(),
+        client.get(response.headers["location"]).xml(),
+        client.get("/feed=widgets").entries()[0],
+    ):
+        edited = entry.findall(f"{APP}edited")
+        assert len(edited) == 1
+        assert edited[0].text == entry.findtext("a:updated", namespaces=ATOM_NS)
+
+
+@pytest.mark.parametrize("transport", IN_PROCESS)
+def test_a_database_from_before_summaries_is_brought_up_to_date(make_client):
+    old = make_client()
+    assert old.post("/feed=files", b"\x00\x01\x02", "application/octet-stream").status == 201
+    url = old.database_url  # the database as an earlier AtomMQ left it: no summary columns
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for column in ("summary", "summary_type"):
+            connection.execute(sa.text(f"ALTER TABLE atommq_messages DROP COLUMN {column}"))
+    engine.dispose()
+    new = make_client(database_url=url)
+    entries = new.get("/feed=files").entries()
+    assert [e.findtext("a:summary", namespaces=ATOM_NS) for e in entries] == [
+        "application/octet-stream, 3 bytes"
+    ]
+    entry = (
+        "<entry><summary>the nightly dump</summary><content type='application/gzip'>H4s=</content></entry>"
+    )
+    assert new.post("/feed=files", entry).status == 201
+    assert new.get("/feed=files").entries()[1].findtext("a:summary", namespaces=ATOM_NS) == "the nightly dump"

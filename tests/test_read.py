@@ -56,7 +56,21 @@ def test_cursor_may_be_the_bare_uuid(client):
 @pytest.mark.parametrize("empty", ["", "0"])
 def test_empty_cursor_reads_from_the_first_message(client, empty):
     ids = publish_many(client, "widgets", 2)
-    assert client.get(f"/feed=widgets?start_after={empty}").ids() == ids
+    page = client.get(f"/feed=widgets?start_after={empty}")
+    assert page.ids() == ids
+    # rel="self" is the URL that was asked for (a validator checks it against the location),
+    # and that page's own ETag makes a poll of it a 304.
+    assert page.link("self") == f"http://localhost/atommq/feed=widgets?start_after={empty}"
+    assert client.get(f"/feed=widgets?start_after={empty}", if_none_match=page.headers["etag"]).status == 304
+
+
+@pytest.mark.parametrize("parameter", ["start_after", "start_at"])
+def test_self_link_is_the_url_asked_for(client, parameter):
+    ids = publish_many(client, "widgets", 2)
+    for cursor in (ids[0], ids[0].removeprefix("urn:uuid:")):
+        page = client.get(f"/feed=widgets?{parameter}={cursor}")
+        assert page.link("self") == f"http://localhost/atommq/feed=widgets?{parameter}={cursor}"
+    assert client.get("/feed=widgets").link("self") == "http://localhost/atommq/feed=widgets"
 
 
 def test_paging_follows_next_links_through_the_whole_feed(make_client):

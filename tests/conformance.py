@@ -1,0 +1,106 @@
+"""Is an emitted document valid? The RFC 4287 / RFC 5023 RELAX NG schemas (and RFC 4287's three
+Schematron rules), then what the W3C Feed Validator and APE (the Atom Protocol Exerciser) check
+that no schema says: RFC 4287 4.1.1.1's summary, RFC 3339 dates, app:edited (RFC 5023 10.2),
+the self link against the URL the document came from, metadata before entries, Base64 that
+decodes. The validators' ERRORs are asserted; their warnings are left to a reading by hand."""
+
+import base64
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from lxml import etree, isoschematron
+
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+ATOM = "http://www.w3.org/2005/Atom"
+APP = "http://www.w3.org/2007/app"
+NS = {"a": ATOM, "app": APP}
+_ATOM = etree.RelaxNG(etree.parse(str(SCHEMAS / "atom.rng")))
+_ATOM_RULES = isoschematron.Schematron(etree.parse(str(SCHEMAS / "atom-rfc4287-rules.sch")))
+_APP = etree.RelaxNG(etree.parse(str(SCHEMAS / "app.rng")))
+# RFC 3339 date-time as the W3C Feed Validator reads it: upper-case T and Z.
+_DATE = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)\Z")
+_ID = re.compile(r"\Aurn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def validate(content_type: str, body: bytes, location: str | None = None) -> None:
+    """Assert that a document is valid Atom or AtomPub, and passes the validators' checks;
+    `location` is the URL it was fetched from, which a feed's rel="self" must be."""
+    document = etree.fromstring(body)
+    if content_type.startswith("application/atom+xml"):
+        assert _ATOM.validate(document), _ATOM.error_log
+        assert _ATOM_RULES.validate(document), _ATOM_RULES.error_log
+        if document.tag == f"{{{ATOM}}}feed":
+            check_feed(document, location)
+        else:
+            check_entry(document, standalone=True)
+    elif content_type.startswith("application/atomsvc+xml"):
+        assert _APP.validate(document), _APP.error_log
+
+
+def check_feed(feed: Any, location: str | None) -> None:
+    children = [child for child in feed if isinstance(child.tag, str)]
+    first_entry = next((i for i, c in enumerate(children) if c.tag == f"{{{ATOM}}}entry"), len(children))
+    # MisplacedMetadata: the feed's own elements all come before its first entry.
+    assert all(c.tag == f"{{{ATOM}}}entry" for c in children[first_entry:]), "feed metadata after an entry"
+    check_id(feed.findtext("a:id", namespaces=NS))
+    check_date(feed.findtext("a:updated", namespaces=NS))
+    selves = feed.findall("a:link[@rel='self']", NS)
+    assert len(selves) == 1, "a feed has one rel=self link"
+    assert selves[0].get("type") == "application/atom+xml", "SelfNotAtom: the validator wants the bare type"
+    if location is not None:
+        # SelfDoesntMatchLocation: the same URL, however its percent-encoding is spelt.
+        assert unquote(selves[0].get("href")) == unquote(location), (selves[0].get("href"), location)
+    entries = feed.findall("a:entry", NS)
+    ids = [entry.findtext("a:id", namespaces=NS) for entry in entries]
+    assert len(set(ids)) == len(ids), "an id twice in one page"
+    for entry in entries:
+        check_entry(entry, standalone=False)
+
+
+def check_entry(entry: Any, standalone: bool) -> None:
+    check_id(entry.findtext("a:id", namespaces=NS))
+    for name in ("a:updated", "a:published", "app:edited"):
+        found = entry.findall(name, NS)
+        assert len(found) == 1, f"an entry has one {name}"  # app:edited: APE counts a missing one
+        check_date(found[0].text)
+    assert entry.findtext("app:edited", namespaces=NS) == entry.findtext("a:updated", namespaces=NS)
+    if standalone:  # no feed author to fall back on
+        assert (entry.findtext("a:author/a:name", namespaces=NS) or "").strip(), "an entry without an author"
+    content = entry.find("a:content", NS)
+    if content is None:
+        return
+    kind = content.get("type", "text")
+    if content.get("src") is not None or needs_summary(kind):
+        assert entry.find("a:summary", NS) is not None, (
+            f"RFC 4287 4.1.1.1: content of type {kind!r} needs a summary"
+        )
+    if is_base64(kind):  # NotBase64 when it fails
+        base64.decodebytes((content.text or "").encode("ascii"))
+
+
+def is_base64(kind: str) -> bool:
+    """RFC 4287 4.1.3.3: a media type that is neither XML nor text/* holds Base64."""
+    base = kind.partition(";")[0].strip().lower()
+    return "/" in base and not (base.endswith(("+xml", "/xml")) or base.startswith("text/"))
+
+
+def needs_summary(kind: str) -> bool:
+    """RFC 4287 4.1.1.1, and the W3C Feed Validator's reading of it, which takes the type as
+    written (case and parameters included): Application/XML and application/xml;v=1 too."""
+    as_written = "/" in kind and not (kind.endswith(("+xml", "/xml")) or kind.startswith("text/"))
+    return as_written or is_base64(kind)
+
+
+def check_id(text: str | None) -> None:
+    assert text is not None and _ID.match(text), f"InvalidUUID: {text!r}"
+
+
+def check_date(text: str | None) -> None:
+    assert text is not None and _DATE.match(text), f"InvalidRFC3339Date: {text!r}"
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))  # a real date and time
+    now = datetime.datetime.now(datetime.UTC)
+    # ImplausibleDate: before 1990 or more than a day ahead.
+    assert datetime.datetime(1990, 1, 1, tzinfo=datetime.UTC) <= moment <= now + datetime.timedelta(days=1)
