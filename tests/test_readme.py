@@ -1,0 +1,98 @@
+"""The README's recipes, run as a user runs them: what they copy, the Python they make, the
+check they run as the web server's user. The README is the front door; these keep it true."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import webservers
+from conftest import ROOT, need
+
+README = (ROOT / "README.md").read_text("utf-8")
+RECIPE = README.partition("**On a server of your own**")[2].partition("\n\n**")[0]
+
+
+def recipe_command(step: int) -> str:
+    """The command of a step of the server recipe: its line that is one code span."""
+    item = re.search(rf"^{step}\. (.*?)(?=^\d+\. |\Z)", RECIPE, re.M | re.S)
+    assert item is not None, f"the server recipe has no step {step}"
+    commands = re.findall(r"^\s*`([^`]+)`\s*$", item.group(1), re.M)
+    assert commands, f"step {step} of the server recipe gives no command on a line of its own"
+    return str(commands[0])
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder that www-data can reach (pytest's tmp_path is private to its user)."""
+    folder = Path(tempfile.mkdtemp(prefix="amqreadme", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def need_root_and_www_data() -> None:
+    need(os.geteuid() == 0, "runs a command as www-data, which needs root")
+    need(webservers.missing() is None, str(webservers.missing()))
+    need(shutil.which("runuser") is not None, "runuser (util-linux) is not installed")
+
+
+def test_the_readmes_virtual_environment_is_ignored_by_git():
+    need((ROOT / ".git").exists(), "not a git checkout")
+    venvs = re.findall(r"python3 -m venv (\.\S+) ", README)
+    assert venvs, "the README no longer makes a venv in this folder"
+    for venv in venvs:
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", f"{venv}/bin/python3"])
+        assert ignored.returncode == 0, f"{venv} would show in git status"
+
+
+def test_the_server_recipe_copies_the_app_and_nothing_of_the_developers(shared_folder):
+    command = recipe_command(1).replace("/srv/atommq", str(shared_folder / "atommq"))
+    subprocess.run(["bash", "-c", command], cwd=ROOT, check=True)
+    copied = shared_folder / "atommq"
+    for needed in ("cgi-bin/atommq.cgi", "cgi-bin/atommq.fcgi", "atommq/app.py", "requirements.txt"):
+        assert (copied / needed).is_file(), needed
+    for private in (".venv", ".git", "tests", "bench"):
+        assert not (copied / private).exists(), private
+
+
+def test_the_server_recipes_python_can_be_run_by_the_web_servers_user(shared_folder):
+    need_root_and_www_data()
+    make_venv = recipe_command(2).partition(" && ")[0].replace("/srv/atommq", str(shared_folder))
+    assert " -m venv " in make_venv, make_venv
+    subprocess.run(["bash", "-c", make_venv + " --without-pip"], check=True)
+    python = shared_folder / "venv" / "bin" / "python3"
+    ran = subprocess.run(
+        ["runuser", "-u", "www-data", "--", str(python), "-c", "print('ran')"], capture_output=True, text=True
+    )
+    assert ran.stdout == "ran\n", f"www-data cannot run the recipe's venv: {ran.stderr}"
+
+
+def test_the_recipes_check_runs_as_the_web_servers_user(shared_folder):
+    """Step 6, with the test venv and a copy of the app where the recipe has /srv/atommq; on a
+    machine with no sudo, as this one."""
+    need_root_and_www_data()
+    python = webservers.www_python()
+    app = webservers.deploy_app(python)
+    try:
+        data = shared_folder / "data"
+        data.mkdir()
+        shutil.chown(data, "www-data", "www-data")
+        command = (
+            recipe_command(6)
+            .replace("/srv/atommq/venv/bin/python3", str(python))
+            .replace("/srv/atommq", str(app))
+            .replace("/var/lib/atommq", str(data))
+        )
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(app, ignore_errors=True)
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checking for user www-data" in done.stdout
+    assert re.search(r"^ok +write: ", done.stdout, re.M), done.stdout
