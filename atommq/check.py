@@ -1,10 +1,12 @@
 """`atommq check`: the checks of an installation for the web server's user, and their report: the
-settings, database, files and limits here, the Python and the scripts in check_install.py. Stays off the request path (imported only by `python3 -m atommq check` and by a gateway script run
-from a terminal) and import-light; how a user's access to a path is decided is permissions.py's."""
+settings, database and files here; the Python, the scripts and the web server's limit in
+check_install.py. Stays off the request path (imported only by `python3 -m atommq check` and by a
+gateway script run from a terminal) and import-light: it runs where the dependencies are missing.
+How a user's access to a path is decided is permissions.py's."""
 
-# Each check_* function returns Results (ok, warning or problem; a fix for the last two) and
-# changes nothing: the write test runs in a transaction that is rolled back, on a scratch file
-# beside the database when there is none yet. Decisions:
+# Each check_* function returns a Result (ok, warning, problem or skipped; a fix for a warning or
+# a problem) and changes nothing: the write test runs in a transaction that is rolled back, on a
+# scratch file beside the database when there is none yet. Decisions:
 # - For another user (--user www-data) permissions are computed from file modes, owners and that
 #   user's groups (ACLs are not read), and nothing is written: a write as root would leave files
 #   that user cannot open. ATOMMQ_* variables are taken as given (set them as the server does);
@@ -13,8 +15,10 @@ from a terminal) and import-light; how a user's access to a path is decided is p
 #   another Python on suexec's PATH (/usr/local/bin:/usr/bin:/bin) is a warning when the web server
 #   config names the Python (the deploy/ samples do), a problem when that Python cannot be found.
 # - max_body_bytes over 128 KiB and an unwritable __pycache__ are warnings: they cost, not break.
+# - A check that cannot run (the write test without dataset, or as another user) is "skipped",
+#   saying why; one that raises what it did not expect is its own problem line, never a
+#   traceback: `check` is run exactly when things are broken, so the other checks still run.
 
-import dataclasses
 import os
 import sys
 import uuid
@@ -27,25 +31,25 @@ from atommq.check_install import (
     ROOT,
     SCRIPTS,
     Result,
+    check_body_limit,
     check_bytecode,
     check_dependency,
     check_package,
     check_python,
     check_script,
     check_user,
+    failure,
+    guarded,
+    install_command,
 )
 from atommq.errors import ConfigError, StoreUnavailable
 from atommq.permissions import R, User, W, X, allows, blocker, describe, find_user
 
-FCGID_LIMIT = 128 * 1024  # mod_fcgid's default FcgidMaxRequestLen
+USERS_COMMAND = f"cd {ROOT} && {sys.executable} -m atommq users"  # works from any folder
 WEB_ROOTS = ("/var/www", "/srv/www", "/usr/share/nginx/html")
 HOME_WEB_ROOTS = ("public_html", "www", "htdocs", "public")
-# The package that provides a database driver module, for a missing one.
-DRIVERS = {
-    "psycopg": "'psycopg[binary]'",
-    "psycopg2": "psycopg2-binary",
-    "MySQLdb": "pymysql (and use mysql+pymysql://)",
-}
+# The package that provides a database driver module, for a missing one (pip's arguments).
+DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "MySQLdb": "pymysql"}
 
 
 def environ_for(user: User, environ: Mapping[str, str]) -> dict[str, str]:
@@ -124,9 +128,11 @@ def check_database_folder(user: User, path: str, is_default: bool) -> Result:
 def check_database_write(url: str, path: str | None) -> Result:
     """Open the store and publish in a transaction that is rolled back. A SQLite file that does
     not exist yet is not created: the probe runs on a scratch file beside it, then removed."""
-    from atommq.model import Draft
-    from atommq.store import Store
-
+    try:
+        from atommq.model import Draft
+        from atommq.store import Store
+    except ImportError as error:  # what the dependency lines above report
+        return Result("write", "skipped", f"not run: {error.name} is missing, and AtomMQ needs it to write")
     scratch = path if path is not None and not os.path.exists(path) else None
     if scratch is not None:
         scratch = os.path.join(os.path.dirname(scratch), f".atommq-check-{os.getpid()}.db")
@@ -144,8 +150,9 @@ def check_database_write(url: str, path: str | None) -> Result:
     except ConfigError as error:
         result = Result("write", "problem", str(error), "see the database line above")
     except ModuleNotFoundError as error:
-        package = DRIVERS.get(str(error.name), str(error.name))
-        fix = f"{sys.executable} -m pip install {package}"
+        fix = install_command(DRIVERS.get(str(error.name), str(error.name)))
+        if error.name == "MySQLdb":
+            fix += ", and write database_url as mysql+pymysql://..."
         result = Result("write", "problem", f"no driver for {url.partition(':')[0]}: {error}", fix)
     except Exception as error:
         cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
@@ -184,64 +191,65 @@ def check_web_root(setting: str, path: str, roots: list[str], status: str = "pro
 
 
 def check_log_file(user: User, log_file: str) -> Result:
-    exists = os.path.exists(log_file)
-    why = blocker(user, log_file if exists else os.path.dirname(os.path.abspath(log_file)), W)
+    exists, folder = os.path.exists(log_file), os.path.dirname(os.path.abspath(log_file))
+    why = blocker(user, log_file if exists else folder, W)
     if why:
         fix = f"touch {log_file} && chown {user.owner} {log_file}, or unset log_file"
+        if not os.path.isdir(folder):
+            fix = f"install -d {folder} && {fix}"
         return Result("log_file", "problem", f"user {user.name} cannot append to {log_file}: {why}", fix)
     return Result("log_file", "ok", f"user {user.name} can append to {log_file}")
 
 
-def check_body_limit(max_body_bytes: int) -> Result:
-    if max_body_bytes > FCGID_LIMIT:
-        return Result(
-            "max_body_bytes", "warning", f"{max_body_bytes} is over mod_fcgid's default limit (131072)",
-            f"under Apache mod_fcgid, set FcgidMaxRequestLen {max_body_bytes} (deploy/apache.conf does)",
-        )  # fmt: skip
-    return Result("max_body_bytes", "ok", str(max_body_bytes))
-
-
 def run_checks(environ: Mapping[str, str] | None = None, user: User | None = None) -> list[Result]:
+    """Every check's line, in order; each runs whatever happened to the others."""
     user = user or find_user()
     env = environ_for(user, os.environ if environ is None else environ)
-    results = [
-        check_user(user),
-        check_python(user, sys.executable, sys.version_info[:3], os.path.dirname(os.__file__)),
-    ]
-    results += [check_dependency(user, module) for module in DEPENDENCIES]
-    results.append(check_package(user))
-    results += [check_script(user, ROOT / "cgi-bin" / name) for name in SCRIPTS]
-    results.append(check_bytecode(user, ROOT / "atommq"))
-    result, settings = check_config(env)
+    python = (sys.executable, sys.version_info[:3], os.path.dirname(os.__file__))
+    results = [guarded("user", check_user, user), guarded("python", check_python, user, *python)]
+    results += [guarded(module, check_dependency, user, module) for module in DEPENDENCIES]
+    results.append(guarded("package", check_package, user))
+    results += [guarded(name, check_script, user, ROOT / "cgi-bin" / name) for name in SCRIPTS]
+    results.append(guarded("bytecode", check_bytecode, user, ROOT / "atommq"))
+    try:
+        result, settings = check_config(env)
+    except Exception as error:
+        result, settings = failure("config", error), None
     results.append(result)
-    if settings is None:
-        return results
-    default = default_database_url(user, env)
-    if settings.database_url == config.default_database_url(env):  # not set: that user's default
-        settings = dataclasses.replace(settings, database_url=default)
-    roots = web_roots(user, env)
-    path = sqlite_path(settings.database_url)
-    usable = True
-    if path is not None:
-        results.append(check_database_folder(user, path, settings.database_url == default))
-        usable = results[-1].status == "ok" and os.path.isdir(os.path.dirname(path))
-        if os.path.isabs(path):
-            results.append(check_web_root("database_url", path, roots))
-    if not user.is_me:
-        why = f"not tried: a test write as {find_user().name} would leave files {user.name} cannot use"
-        results.append(Result("write", "ok", why))
-    elif usable:
-        results.append(check_database_write(settings.database_url, path))
-    if env.get("ATOMMQ_CONFIG"):
-        results.append(check_web_root("ATOMMQ_CONFIG", env["ATOMMQ_CONFIG"], roots, "warning"))
-    if settings.log_file:
-        results.append(check_log_file(user, settings.log_file))
-        results.append(check_web_root("log_file", settings.log_file, roots, "warning"))
-    results.append(check_body_limit(settings.max_body_bytes))
-    if settings.access.enabled and settings.users_file:
-        results.append(check_users_file(user, settings.users_file))
-        results.append(check_web_root("users_file", settings.users_file, roots))
+    try:
+        if settings is not None:
+            _check_settings(results, user, env, settings)
+    except Exception as error:  # between two checks: those after it did not run
+        results.append(failure("settings", error))
     return results
+
+
+def _check_settings(results: list[Result], user: User, env: Mapping[str, str], got: config.Config) -> None:
+    """The checks that need the settings, each appended as it ends."""
+    add, default = results.append, default_database_url(user, env)
+    url = default if got.database_url == config.default_database_url(env) else got.database_url
+    roots, path = web_roots(user, env), sqlite_path(url)
+    why = "" if user.is_me else f"a test write as {find_user().name} would leave files {user.name} cannot use"
+    if path is not None:
+        add(guarded("database", check_database_folder, user, path, url == default))
+        if results[-1].status != "ok" or not os.path.isdir(os.path.dirname(path)):
+            why = why or ("see the database line" if results[-1].status != "ok" else "no database folder yet")
+        if os.path.isabs(path):
+            add(guarded("web root", check_web_root, "database_url", path, roots))
+    add(
+        Result("write", "skipped", f"not run: {why}")
+        if why
+        else guarded("write", check_database_write, url, path)
+    )
+    if env.get("ATOMMQ_CONFIG"):
+        add(guarded("web root", check_web_root, "ATOMMQ_CONFIG", env["ATOMMQ_CONFIG"], roots, "warning"))
+    if got.log_file:
+        add(guarded("log_file", check_log_file, user, got.log_file))
+        add(guarded("web root", check_web_root, "log_file", got.log_file, roots, "warning"))
+    add(guarded("max_body_bytes", check_body_limit, got.max_body_bytes))
+    if got.access.enabled and got.users_file:
+        add(guarded("users_file", check_users_file, user, got.users_file))
+        add(guarded("web root", check_web_root, "users_file", got.users_file, roots))
 
 
 def check_users_file(user: User, path: str) -> Result:
@@ -255,9 +263,11 @@ def check_users_file(user: User, path: str) -> Result:
     try:
         known = users.read(path)
     except users.UsersFileError as error:
-        return Result("users_file", "problem", str(error), "python3 -m atommq users list --file " + path)
+        return Result("users_file", "problem", str(error), f"{USERS_COMMAND} list --file {path}")
     if not known:
-        return Result("users_file", "problem", f"{path} holds no users", "python3 -m atommq users add NAME")
+        return Result(
+            "users_file", "problem", f"{path} holds no users", f"{USERS_COMMAND} add NAME --file {path}"
+        )
     return Result(
         "users_file", "ok", f"{len(known)} user{'s' * (len(known) != 1)} in {path}, readable by {user.name}"
     )

@@ -1,6 +1,11 @@
 """The install half of `atommq check`: the user, the Python, the dependencies, the package, the
-gateway scripts and their bytecode; and Result, the line of a report. Changes nothing; how a
-user's access to a path is decided is permissions.py's."""
+gateway scripts, their bytecode and the web server's body limit; Result, the line of a report;
+and the install commands its fixes suggest. Changes nothing; how a user's access to a path is
+decided is permissions.py's."""
+
+# A fix must work on the system at hand: Debian's own Python refuses pip outside a venv (PEP 668),
+# and `python3` may be a pyenv (or similar) shim whose Python lives under /root, where the web
+# server's user cannot run it, nor a venv made from it. So fixes name interpreters by full path.
 
 import dataclasses
 import importlib
@@ -9,30 +14,79 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from atommq.permissions import R, User, W, X, blocker
+from atommq.permissions import R, User, W, X, blocker, find_user
 
 ROOT = Path(__file__).resolve().parent.parent  # holds atommq/, cgi-bin/, requirements.txt
 SCRIPTS = ("atommq.cgi", "atommq.fcgi")
 DEPENDENCIES = ("dataset", "lxml", "flup")
 SERVER_PATH = "/usr/local/bin:/usr/bin:/bin"  # suexec's; lighttpd passes none at all
+FCGID_LIMIT = 128 * 1024  # mod_fcgid's default FcgidMaxRequestLen
+SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's, which any user can run
+REQUIREMENTS = f"-r {ROOT / 'requirements.txt'}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
     name: str
-    status: str  # "ok", "warning" or "problem"
+    status: str  # "ok", "warning", "problem", or "skipped": not run (says why), fails nothing
     message: str
     fix: str = ""
+
+
+def guarded(name: str, check: Callable[..., Result], *args: Any) -> Result:
+    """What `check` finds; an exception it did not expect is its problem line, not a traceback."""
+    try:
+        return check(*args)
+    except Exception as error:
+        return failure(name, error)
+
+
+def failure(name: str, error: Exception) -> Result:
+    message = f"the check failed: {type(error).__name__}: {error}"
+    return Result(name, "problem", message, "a defect of atommq check: report this line")
+
+
+def venv_folder() -> str:
+    """Where a fix makes a venv: /srv/atommq/venv for root (README, Deploy), else in the home."""
+    return "/srv/atommq/venv" if os.geteuid() == 0 else os.path.expanduser("~/atommq-venv")
+
+
+def make_venv(python: str, packages: str, has_ensurepip: bool) -> str:
+    """Commands that make a venv from `python` and install `packages` (pip's arguments) in it."""
+    venv = venv_folder()
+    make = f"{python} -m venv {venv} && {venv}/bin/pip install {packages}"
+    if not has_ensurepip:  # Debian's venv module makes no venv without python3-venv
+        get = "apt-get install python3-venv &&" if os.geteuid() == 0 else "have python3-venv installed, then"
+        make = f"{get} {make}"
+    return f"{make}, then run AtomMQ with {venv}/bin/python3"
+
+
+def install_command(packages: str) -> str:
+    """A command that installs `packages` (pip's arguments) for this Python, and works here."""
+    python, has = sys.executable, importlib.util.find_spec
+    managed = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")  # PEP 668's mark
+    if sys.prefix == sys.base_prefix and os.path.exists(managed):
+        why = f" ({python} refuses pip install outside a venv: PEP 668)"
+        return make_venv(python, packages, has("ensurepip") is not None) + why
+    pip = f"{python} -m pip install {packages}"
+    if has("pip") is None:  # a venv made --without-pip, or a Python without it
+        if has("ensurepip") is None:
+            return f"install pip for {python} (Debian: apt-get install python3-pip), then {pip}"
+        return f"{python} -m ensurepip && {pip}"
+    return pip
 
 
 def check_user(user: User) -> Result:
     if user.is_me and user.uid == 0:
         return Result(
             "user", "warning", "running as root; a web server runs AtomMQ as another user",
-            "run this check as that user: python3 -m atommq check --user www-data (Debian's)",
+            f"check for it: cd {ROOT} && {sys.executable} -m atommq check --user www-data (Debian's)",
         )  # fmt: skip
     return Result("user", "ok", f"checking for user {user.name}")
 
@@ -47,12 +101,27 @@ def check_python(user: User, executable: str, version: tuple[int, ...], stdlib: 
     for path, want in needs.items():
         why = blocker(user, path, want)
         if why:
-            return Result(
-                "python", "problem", f"user {user.name} cannot run {executable}: {why}",
-                "make a venv where that user can run it, not under /root or a private home: "
-                "python3 -m venv /srv/atommq/venv (from a Python outside /root too)",
-            )  # fmt: skip
+            message = f"user {user.name} cannot run {executable}: {why}"
+            return Result("python", "problem", message, _python_for(user))
     return Result("python", "ok", f"Python {shown}, {executable}")
+
+
+def _python_for(user: User) -> str:
+    """A fix for a Python that user cannot run: a venv made from the system's Python, asked (as
+    that user) whether it is recent enough and can make a venv."""
+    code = (
+        "import sys, importlib.util as u; print(sys.version_info >= (3, 11), bool(u.find_spec('ensurepip')))"
+    )
+    answer = _ask(SYSTEM_PYTHON, user, code)[0].split()
+    if answer[:1] != ["True"]:
+        return (
+            f"install Python 3.11 or newer that user {user.name} can run (Debian 12: apt-get install "
+            "python3 python3-venv), then make a venv from it as README.md's Deploy says"
+        )
+    # A venv's python is a link to the Python it was made from: from a pyenv (or similar) shim's
+    # python3, to a Python under /root again.
+    why = " (the system's Python: a venv made from a pyenv or similar python3 leads under /root)"
+    return make_venv(SYSTEM_PYTHON, REQUIREMENTS, answer[1:] == ["True"]) + why
 
 
 def _requirements() -> dict[str, str]:
@@ -71,7 +140,7 @@ def _numbers(version: str) -> tuple[int, ...]:
 
 
 def check_dependency(user: User, module: str) -> Result:
-    install = f"{sys.executable} -m pip install -r {ROOT / 'requirements.txt'}"
+    install = install_command(REQUIREMENTS)
     bad = "warning" if module == "flup" else "problem"  # only atommq.fcgi needs flup
     try:
         imported = importlib.import_module(module)
@@ -106,14 +175,24 @@ def _python_of(shebang: str) -> str | None:
     return words[0] if words else None
 
 
-def _missing_modules(python: str) -> list[str] | None:
-    """The dependencies that `python` cannot find (found, not imported: fast); None if it fails."""
-    code = f"import importlib.util as u; print(*[m for m in {DEPENDENCIES!r} if not u.find_spec(m)])"
+def _ask(python: str, user: User, code: str) -> tuple[str, str]:
+    """What `python -c code` prints, run as `user` when this process can become them (root), with
+    the web server's PATH and nothing else; and "" or why it did not answer (after "which")."""
+    switch = os.geteuid() == 0 and not user.is_me
     try:
-        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.split() if done.returncode == 0 else None
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=20, cwd="/",
+            env={"PATH": SERVER_PATH}, user=user.uid if switch else None,
+            group=user.gid if switch else None, extra_groups=sorted(user.groups) if switch else None,
+        )  # fmt: skip
+    except PermissionError:
+        return "", f"user {user.name} cannot run"
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return "", f"does not start for user {user.name}: {error}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return "", f"fails for user {user.name}: {last}"
+    return done.stdout, ""
 
 
 def check_script(user: User, script: Path) -> Result:
@@ -131,16 +210,25 @@ def check_script(user: User, script: Path) -> Result:
         return Result(script.name, "problem", "Windows line endings (CRLF): 'bad interpreter'", fix)
     shebang = first.decode("utf-8", "replace").strip()
     python = _python_of(shebang)
-    fix = f"make its first line #!{sys.executable}, or have the web server run it with that Python"
+    needs = DEPENDENCIES if script.suffix == ".fcgi" else tuple(m for m in DEPENDENCIES if m != "flup")
     if python is None or not os.path.exists(python):
-        return Result(script.name, "problem", f"{shebang}: no such interpreter on {SERVER_PATH}", fix)
+        message = f"{shebang}: no such interpreter on {SERVER_PATH}"
+        return Result(script.name, "problem", message, _script_fix(user, needs))
     if os.path.realpath(python) != os.path.realpath(sys.executable):
-        missing = _missing_modules(python)
-        if missing is None or missing:
-            lacks = "does not run" if missing is None else "lacks " + ", ".join(missing)
+        code = f"import importlib.util as u; print(*[m for m in {DEPENDENCIES!r} if not u.find_spec(m)])"
+        answer, why = _ask(python, find_user(), code)  # found, not imported: fast
+        if why or answer.split():
+            lacks = why or "lacks " + ", ".join(answer.split())
             message = f"{shebang} finds {python} on {SERVER_PATH}, which {lacks}"
-            return Result(script.name, "warning", message, fix)
+            return Result(script.name, "warning", message, _script_fix(user, needs))
     return Result(script.name, "ok", f"{shebang}")
+
+
+def _script_fix(user: User, needs: tuple[str, ...]) -> str:
+    mine = (sys.executable, os.path.realpath(sys.executable), os.path.dirname(os.__file__))
+    if any(blocker(user, path, X) for path in mine) or not all(map(importlib.util.find_spec, needs)):
+        return _python_for(user)  # this Python will not do either
+    return f"make its first line #!{sys.executable}, or have the web server run it with that Python"
 
 
 def _compiled(source: Path, pyc: Path) -> bool:
@@ -172,3 +260,12 @@ def check_bytecode(user: User, package: Path) -> Result:
             f"{sys.executable} -m compileall {package} (again after each update)",
         )  # fmt: skip
     return Result("bytecode", "ok", f"{cache} is read-only for {user.name}, and compiled")
+
+
+def check_body_limit(max_body_bytes: int) -> Result:
+    if max_body_bytes > FCGID_LIMIT:
+        return Result(
+            "max_body_bytes", "warning", f"{max_body_bytes} is over mod_fcgid's default limit (131072)",
+            f"under Apache mod_fcgid, set FcgidMaxRequestLen {max_body_bytes} (deploy/apache.conf does)",
+        )  # fmt: skip
+    return Result("max_body_bytes", "ok", str(max_body_bytes))

@@ -1,5 +1,6 @@
 """`python3 -m atommq check`, and the same diagnosis from a gateway script run in a terminal."""
 
+import grp
 import os
 import shutil
 import sqlite3
@@ -10,28 +11,44 @@ from pathlib import Path
 
 import pytest
 
-from atommq.check import check_bytecode
-from atommq.permissions import find_user
-from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output
+from atommq.check import check_bytecode, render, run_checks
+from atommq.check_install import venv_folder
+from atommq.permissions import User, find_user
+from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output, need
+from webservers import SYSTEM_PYTHON
 
 ME = find_user()  # who runs the tests (root, in CI)
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
+REQUIREMENTS = f"-r {ROOT}/requirements.txt"
 
 
-def check(tmp_path: Path, *args: str, cwd: Path = ROOT, python: str = sys.executable, **env: str):
-    """Run the check as a user would; returns (exit status, output lines)."""
+def check(tmp_path: Path, *args: str, cwd: Path = ROOT, python: str = sys.executable, **env: str | None):
+    """Run the check as a user would (None: a variable left unset); returns (exit status, output lines)."""
     environ = {"PATH": os.environ.get("PATH", ""), "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
     environ.update(env)
+    environ = {name: value for name, value in environ.items() if value is not None}
     done = subprocess.run(
         [python, "-m", "atommq", "check", *args],
         cwd=cwd,
         env=environ,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert "Traceback" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
     return done.returncode, done.stdout.splitlines()
+
+
+def shell(command: str) -> None:
+    """Run a fix the check printed, as a user would paste it."""
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True, timeout=600)
+
+
+def system_python_without_dependencies() -> None:
+    need(os.path.exists(SYSTEM_PYTHON), f"{SYSTEM_PYTHON} is missing (Debian: python3, python3-venv)")
+    found = subprocess.run([SYSTEM_PYTHON, "-c", "import dataset"], capture_output=True).returncode == 0
+    if found:
+        pytest.skip(f"{SYSTEM_PYTHON} has dataset: it cannot show a Python without the dependencies")
 
 
 def line(lines: list[str], name: str) -> str:
@@ -204,12 +221,34 @@ def test_python_in_a_private_folder_cannot_be_run_by_another_user(tmp_path):
         )
         assert (
             line(lines, "write")
-            == f"ok       write: not tried: a test write as {ME.name} would leave files nobody cannot use"
+            == f"skipped  write: not run: a test write as {ME.name} would leave files nobody cannot use"
         )
         status, lines = check(tmp_path, python=python)  # its owner can run it
         assert line(lines, "python").startswith("ok       python: Python 3.")
     finally:
         shutil.rmtree(private)
+
+
+def test_python_that_the_web_servers_user_cannot_run_gets_a_venv_of_the_system_python(tmp_path):
+    need(os.path.exists(SYSTEM_PYTHON), f"{SYSTEM_PYTHON} is missing (Debian: python3, python3-venv)")
+    private, public = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())  # 0700, like /root; 0755
+    try:
+        public.chmod(0o755)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(private / "venv")], check=True)
+        status, lines = check(tmp_path, "--user", "nobody", python=str(private / "venv" / "bin" / "python3"))
+        venv = venv_folder()
+        make = f"{SYSTEM_PYTHON} -m venv {venv} && {venv}/bin/pip install {REQUIREMENTS}"
+        assert fix_for(lines, "python") == (
+            f"fix: {make}, then run AtomMQ with {venv}/bin/python3 (the system's Python: a venv made "
+            "from a pyenv or similar python3 leads under /root)"
+        )
+        shell(make.replace(venv, str(public / "venv")))  # the same, where a test may write
+        status, lines = check(tmp_path, "--user", "nobody", python=str(public / "venv" / "bin" / "python3"))
+        assert line(lines, "python").startswith("ok       python: Python 3."), lines
+        assert line(lines, "dataset").startswith("ok       dataset: dataset 2."), lines
+    finally:
+        shutil.rmtree(private)
+        shutil.rmtree(public)
 
 
 def test_unknown_user_is_refused(tmp_path):
@@ -271,3 +310,72 @@ def test_users_file_that_the_web_servers_user_cannot_read_is_a_problem(tmp_path)
     users.write_text("cron:plain-text-password\n")
     status, lines = check(tmp_path, ATOMMQ_CONFIG=str(ini))
     assert status == 1 and "line 1: not name:hash" in line(lines, "users_file")
+
+
+def test_python_without_the_dependencies_gets_a_line_for_each_and_a_fix_that_works(tmp_path):
+    venv = tmp_path / "venv"  # none of the dependencies, and no pip either
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python3")
+    status, lines = check(tmp_path, python=python)
+    assert status == 1
+    assert line(lines, "dataset") == "problem  dataset: cannot import dataset: No module named 'dataset'"
+    assert line(lines, "write") == "skipped  write: not run: dataset is missing, and AtomMQ needs it to write"
+    assert line(lines, "database").startswith("ok ")  # the checks after it ran too
+    assert line(lines, "max_body_bytes")
+    fix = fix_for(lines, "dataset")
+    assert fix == f"fix: {python} -m ensurepip && {python} -m pip install {REQUIREMENTS}"
+    shell(fix.removeprefix("fix: "))
+    status, lines = check(tmp_path, python=python)
+    assert status == 0, lines
+    assert line(lines, "dataset").startswith("ok       dataset: dataset 2.")
+    assert line(lines, "write").startswith("ok       write: wrote to a scratch file")
+
+
+def test_missing_dependencies_of_debians_own_python_get_a_venv_as_pip_is_refused_there(tmp_path):
+    system_python_without_dependencies()
+    stdlib = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if not os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED")):
+        pytest.skip(f"{SYSTEM_PYTHON} allows pip install (no PEP 668 EXTERNALLY-MANAGED)")
+    status, lines = check(tmp_path, python=SYSTEM_PYTHON)
+    assert status == 1
+    venv = venv_folder()
+    make = f"{SYSTEM_PYTHON} -m venv {venv} && {venv}/bin/pip install {REQUIREMENTS}"
+    assert fix_for(lines, "dataset") == (
+        f"fix: {make}, then run AtomMQ with {venv}/bin/python3 "
+        f"({SYSTEM_PYTHON} refuses pip install outside a venv: PEP 668)"
+    )
+    shell(make.replace(venv, str(tmp_path / "venv")))  # the same, where a test may write
+    status, lines = check(tmp_path, python=str(tmp_path / "venv" / "bin" / "python3"))
+    assert line(lines, "dataset").startswith("ok       dataset: dataset 2."), lines
+
+
+def test_write_test_without_a_database_folder_yet_is_skipped_and_fails_nothing(tmp_path):
+    status, lines = check(tmp_path, ATOMMQ_DATABASE_URL=None, XDG_DATA_HOME=str(tmp_path / "data"))
+    assert status == 0, lines
+    assert line(lines, "database") == (
+        f"ok       database: {tmp_path}/data/atommq does not exist yet; AtomMQ creates it on first use"
+    )
+    assert line(lines, "write") == "skipped  write: not run: no database folder yet"
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_check_that_fails_unexpectedly_is_its_own_problem_line_and_the_others_run(tmp_path):
+    gid = 54321  # a user whose group is in no group database: chown USER:GROUP cannot be written
+    with pytest.raises(KeyError):
+        grp.getgrgid(gid)
+    ghost = User("ghost", 54320, gid, frozenset({gid}), "/nonexistent")
+    (tmp_path / "db").mkdir()
+    environ = {"ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/db/atommq.db"}
+    lines = render(run_checks(environ, user=ghost)).splitlines()
+    assert line(lines, "database") == (
+        f"problem  database: the check failed: KeyError: 'getgrgid(): gid not found: {gid}'"
+    )
+    assert fix_for(lines, "database") == "fix: a defect of atommq check: report this line"
+    assert (
+        line(lines, "write")
+        == f"skipped  write: not run: a test write as {ME.name} would leave files ghost cannot use"
+    )
+    assert line(lines, "max_body_bytes")
