@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from atommq.permissions import R, User, W, X, blocker, find_user
+from atommq.permissions import R, User, W, X, blocker
 
 ROOT = Path(__file__).resolve().parent.parent  # holds atommq/, cgi-bin/, requirements.txt
 SCRIPTS = ("atommq.cgi", "atommq.fcgi")
@@ -197,7 +197,7 @@ def _ask(python: str, user: User, code: str) -> tuple[str, str]:
 
 def check_script(user: User, script: Path) -> Result:
     """Executable, a shebang without CR (a file uploaded from Windows: "bad interpreter"), and
-    the Python that shebang finds."""
+    the Python that shebang finds, asked whether it can import what the script needs."""
     why = blocker(user, str(script), R | X)
     if why:
         return Result(script.name, "problem", f"user {user.name} cannot run it: {why}", f"chmod 755 {script}")
@@ -214,14 +214,18 @@ def check_script(user: User, script: Path) -> Result:
     if python is None or not os.path.exists(python):
         message = f"{shebang}: no such interpreter on {SERVER_PATH}"
         return Result(script.name, "problem", message, _script_fix(user, needs))
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
-        code = f"import importlib.util as u; print(*[m for m in {DEPENDENCIES!r} if not u.find_spec(m)])"
-        answer, why = _ask(python, find_user(), code)  # found, not imported: fast
-        if why or answer.split():
-            lacks = why or "lacks " + ", ".join(answer.split())
-            message = f"{shebang} finds {python} on {SERVER_PATH}, which {lacks}"
-            return Result(script.name, "warning", message, _script_fix(user, needs))
-    return Result(script.name, "ok", f"{shebang}")
+    # Paths prove nothing (a venv's python is a link to the system's, without the venv's
+    # packages): unless it is this very interpreter, ask it, as that user.
+    if python == sys.executable and user.is_me:
+        return Result(script.name, "ok", shebang)
+    finds = f"{shebang} finds {python} on {SERVER_PATH}" if python != shebang[2:].split()[0] else shebang
+    code = f"import importlib.util as u; print(*[m for m in {needs!r} if not u.find_spec(m)])"
+    answer, why = _ask(python, user, code)  # found, not imported: fast
+    missing = answer.split()
+    if why or missing:
+        lacks = why or f"cannot import {', '.join(missing)} as user {user.name}"
+        return Result(script.name, "warning", f"{finds}, which {lacks}", _script_fix(user, needs))
+    return Result(script.name, "ok", f"{finds}, which can import {', '.join(needs)} as user {user.name}")
 
 
 def _script_fix(user: User, needs: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ from atommq.check import check_bytecode, render, run_checks
 from atommq.check_install import venv_folder
 from atommq.permissions import User, find_user
 from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output, need
-from webservers import SYSTEM_PYTHON
+from webservers import SYSTEM_PYTHON, www_python
 
 ME = find_user()  # who runs the tests (root, in CI)
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
@@ -379,3 +379,43 @@ def test_a_check_that_fails_unexpectedly_is_its_own_problem_line_and_the_others_
         == f"skipped  write: not run: a test write as {ME.name} would leave files ghost cannot use"
     )
     assert line(lines, "max_body_bytes")
+
+
+def test_shebang_python_is_asked_whether_it_can_import_the_dependencies(tmp_path):
+    system_python_without_dependencies()
+    python = str(www_python())  # a venv of the system's Python: its python links to that one
+    assert os.path.realpath(python) == os.path.realpath(SYSTEM_PYTHON)
+    status, lines = check(tmp_path, python=python)
+    assert line(lines, "dataset").startswith("ok "), lines
+    assert line(lines, "atommq.cgi") == (
+        f"warning  atommq.cgi: #!/usr/bin/env python3 finds {SYSTEM_PYTHON} on /usr/local/bin:/usr/bin:/bin, "
+        f"which cannot import dataset, lxml as user {ME.name}"
+    )
+    assert fix_for(lines, "atommq.cgi") == (
+        f"fix: make its first line #!{python}, or have the web server run it with that Python"
+    )
+    assert line(lines, "atommq.fcgi").endswith("cannot import dataset, lxml, flup as user " + ME.name)
+
+
+def test_shebang_python_is_asked_as_the_web_servers_user(tmp_path):
+    need(os.geteuid() == 0, "only root can ask a Python as another user")
+    python = str(www_python())
+    folder, private = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())  # 0700, like /root
+    try:
+        folder.chmod(0o755)
+        app = copy_of_the_app(folder)
+        (private / "python3").symlink_to(python)  # the same Python, where www-data cannot go
+        for shebang, says in [
+            (python, f"ok       atommq.cgi: #!{python}, which can import dataset, lxml as user www-data"),
+            (
+                private / "python3",
+                f"warning  atommq.cgi: #!{private}/python3, which user www-data cannot run",
+            ),
+        ]:
+            script = app / "cgi-bin" / "atommq.cgi"
+            script.write_text(f"#!{shebang}\n" + script.read_text().partition("\n")[2])
+            status, lines = check(tmp_path, "--user", "www-data", cwd=app, python=python)
+            assert line(lines, "atommq.cgi") == says
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(private)
