@@ -14,7 +14,9 @@ How a user's access to a path is decided is permissions.py's."""
 # - A missing flup is a warning (only atommq.fcgi needs it); a #!/usr/bin/env python3 that finds
 #   another Python on suexec's PATH (/usr/local/bin:/usr/bin:/bin) is a warning when the web server
 #   config names the Python (the deploy/ samples do), a problem when that Python cannot be found.
-# - max_body_bytes over 128 KiB and an unwritable __pycache__ are warnings: they cost, not break.
+# - max_body_bytes over mod_fcgid's FcgidMaxRequestLen is a warning only where Debian's Apache
+#   loads mod_fcgid (/etc/apache2/mods-enabled): elsewhere that limit does not apply. An
+#   unwritable __pycache__ is a warning: it costs, not breaks.
 # - A check that cannot run (the write test without dataset, or as another user) is "skipped",
 #   saying why; one that raises what it did not expect is its own problem line, never a
 #   traceback: `check` is run exactly when things are broken, so the other checks still run.

@@ -8,6 +8,7 @@ decided is permissions.py's."""
 # server's user cannot run it, nor a venv made from it. So fixes name interpreters by full path.
 
 import dataclasses
+import glob
 import importlib
 import importlib.util
 import os
@@ -27,6 +28,7 @@ SCRIPTS = ("atommq.cgi", "atommq.fcgi")
 DEPENDENCIES = ("dataset", "lxml", "flup")
 SERVER_PATH = "/usr/local/bin:/usr/bin:/bin"  # suexec's; lighttpd passes none at all
 FCGID_LIMIT = 128 * 1024  # mod_fcgid's default FcgidMaxRequestLen
+APACHE = "/etc/apache2"  # Debian's Apache config: mods-enabled/ holds the modules it loads
 SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's, which any user can run
 REQUIREMENTS = f"-r {ROOT / 'requirements.txt'}"
 
@@ -266,10 +268,32 @@ def check_bytecode(user: User, package: Path) -> Result:
     return Result("bytecode", "ok", f"{cache} is read-only for {user.name}, and compiled")
 
 
-def check_body_limit(max_body_bytes: int) -> Result:
-    if max_body_bytes > FCGID_LIMIT:
-        return Result(
-            "max_body_bytes", "warning", f"{max_body_bytes} is over mod_fcgid's default limit (131072)",
-            f"under Apache mod_fcgid, set FcgidMaxRequestLen {max_body_bytes} (deploy/apache.conf does)",
-        )  # fmt: skip
-    return Result("max_body_bytes", "ok", str(max_body_bytes))
+def fcgid_limits(apache: str) -> list[tuple[int, str]]:
+    """The FcgidMaxRequestLen values in Apache's enabled config, each with its file."""
+    files = [os.path.join(apache, "apache2.conf")]
+    for folder in ("mods-enabled", "conf-enabled", "sites-enabled"):
+        files += sorted(glob.glob(os.path.join(apache, folder, "*")))
+    found = []
+    for file in (file for file in files if os.access(file, os.R_OK) and os.path.isfile(file)):
+        text = Path(file).read_text("utf-8", "replace")
+        for words in (line.split() for line in text.splitlines()):
+            if len(words) > 1 and words[0].lower() == "fcgidmaxrequestlen" and words[1].isdigit():
+                found.append((int(words[1]), file))
+    return found
+
+
+def check_body_limit(max_body_bytes: int, apache: str = APACHE) -> Result:
+    """mod_fcgid answers 500 to a body over its FcgidMaxRequestLen, where Apache loads it."""
+    if not os.path.exists(os.path.join(apache, "mods-enabled", "fcgid.load")):
+        return Result("max_body_bytes", "ok", str(max_body_bytes))
+    limits = fcgid_limits(apache) or [(FCGID_LIMIT, "its default")]
+    limit, where = max(limits)
+    if limit >= max_body_bytes:
+        return Result("max_body_bytes", "ok", f"{max_body_bytes}, within mod_fcgid's {limit} ({where})")
+    return Result(
+        "max_body_bytes", "warning",
+        f"{max_body_bytes} is over the FcgidMaxRequestLen of mod_fcgid, which {apache} enables: "
+        f"{limit} ({where}); under it, Apache answers a larger body with 500",
+        f"set FcgidMaxRequestLen {2 * max_body_bytes} in Apache's config and reload it (twice "
+        "max_body_bytes, as deploy/apache.conf does), or ignore this if AtomMQ does not run under mod_fcgid",
+    )  # fmt: skip
