@@ -1,5 +1,6 @@
 """The gateway scripts as users run them: from a web server, from a terminal, misconfigured."""
 
+import glob
 import os
 import re
 import socket
@@ -328,3 +329,21 @@ def test_serve_on_a_port_in_use_says_which_and_what_to_do(tmp_path):
     assert "Traceback" not in done.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "--port" in done.stderr
+
+
+def older_python() -> str | None:
+    """A Python older than 3.11 on this machine, if there is one (pyenv's, say)."""
+    found = glob.glob("/root/.pyenv/versions/3.[6-9].*/bin/python3") + glob.glob("/usr/bin/python3.[6-9]")
+    return found[0] if found else None
+
+
+@pytest.mark.skipif(older_python() is None, reason="no Python older than 3.11 here")
+@pytest.mark.parametrize("command", [[str(CGI_SCRIPT)], [str(FCGI_SCRIPT)], ["-m", "atommq", "check"]])
+def test_an_older_python_is_told_it_is_too_old_not_given_a_traceback(command):
+    python = str(older_python())
+    done = subprocess.run(
+        [python, *command], cwd=CGI_SCRIPT.parent.parent, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"AtomMQ needs Python 3.11 or newer; {python} is 3."), done.stderr
+    assert "Traceback" not in done.stderr
