@@ -117,11 +117,12 @@ def www_python() -> Path:
 
 
 def deploy_app(python: Path) -> Path:
-    """Copy atommq/ and cgi-bin/ where www-data can read them, compiled once as the README says
-    (www-data cannot write __pycache__, so Python would compile every module per CGI request)."""
+    """Copy atommq/, cgi-bin/ and deploy/ (lighttpd's error file) where www-data can read them,
+    compiled once as the README says (www-data cannot write __pycache__, so Python would
+    compile every module per CGI request)."""
     folder = Path(tempfile.mkdtemp(prefix="amqapp", dir="/tmp"))
     folder.chmod(0o755)
-    for part in ("atommq", "cgi-bin"):
+    for part in ("atommq", "cgi-bin", "deploy"):
         shutil.copytree(ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([str(python), "-m", "compileall", "-q", str(folder / "atommq")], check=True)
     return folder
