@@ -23,17 +23,13 @@ from atommq import atom, inbound
 from atommq.config import Config, configure_logging, default_database_url
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict
 from atommq.guard import Guard
-from atommq.model import Message
+from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
 from atommq.store import Store
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 Response = tuple[str, list[tuple[str, str]], bytes]
 
-# A feed name: 1 to 100 letters or digits (any script), '_', '-' or '.', not starting with '.'
-# or '-'. Nothing that needs escaping in a path, a header or a file name.
-FEED_NAME = re.compile(r"\A\w[\w.-]{0,99}\Z")
-FEED_NAME_RULE = "1-100 letters, digits, '_', '-' or '.', starting with a letter, digit or '_'"
 FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -155,8 +151,7 @@ class _App:
         return f"{self.base(environ)}/feed={quote(name, safe='')}"
 
     def entry_href(self, environ: Environ, message: Message) -> str:
-        uuid = message.id.removeprefix("urn:uuid:")
-        return f"{self.feed_href(environ, message.feed)}/entry={uuid}"
+        return f"{self.feed_href(environ, message.feed)}/entry={message_uuid(message.id)}"
 
     def service(self, environ: Environ) -> Response:
         with self.store.transaction() as session:
@@ -187,7 +182,7 @@ class _App:
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
         with self.store.transaction() as session:
             message = session.message(name, message_id)
-        etag = f'"{message.id.removeprefix("urn:uuid:")}"'
+        etag = f'"{message_uuid(message.id)}"'
         headers = [("ETag", etag)]
         if _matches(environ, etag):
             return "304 Not Modified", headers, b""
@@ -216,7 +211,7 @@ class _App:
             ("Content-Type", atom.ENTRY_TYPE),
             ("Location", location),
             ("Content-Location", location),
-            ("ETag", f'"{message.id.removeprefix("urn:uuid:")}"'),
+            ("ETag", f'"{message_uuid(message.id)}"'),
         ]
         if replayed:  # a retry: the answer of the first attempt, and nothing stored again
             headers.append(("Idempotent-Replayed", "true"))

@@ -8,7 +8,7 @@ import re
 from lxml import etree
 
 from atommq.errors import BadRequest
-from atommq.model import Draft, Feed, Message, Page
+from atommq.model import MEDIA_TYPE_MAX_LENGTH, Draft, Feed, Message, Page
 
 ATOM = "http://www.w3.org/2005/Atom"
 APP = "http://www.w3.org/2007/app"
@@ -57,7 +57,6 @@ _TOO_DEEP_MESSAGE = f"the entry nests elements more than {MAX_DEPTH} levels deep
 _MEDIA_TYPE = re.compile(
     r"\A[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}(?:[ \t]*;[\x20-\x7e]*)?\Z", re.ASCII
 )
-MEDIA_TYPE_MAX_LENGTH = 255  # the stored type's column is as wide
 
 
 def is_media_type(text: str) -> bool:

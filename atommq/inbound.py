@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, quote
 
 from atommq import atom
 from atommq.errors import BadRequest, BodyTooLarge, LengthRequired, Unauthorized
-from atommq.model import Draft
+from atommq.model import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX_LENGTH, Draft
 
 Environ = dict[str, Any]
 _FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
@@ -149,18 +149,16 @@ def cursor(query: str) -> tuple[str | None, bool, str]:
     return value, key == "start_at", asked
 
 
-# An Idempotency-Key: printable ASCII without spaces, as in a UUID or a job name and run number.
-_KEY = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
-
-
 def idempotency_key(environ: Environ) -> str | None:
     """The publisher's Idempotency-Key header: a retry with the same key, in the same feed,
     gets the message its first attempt stored instead of storing it again."""
     key = environ.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
-    if not _KEY.match(key):
-        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters without spaces")
+    if not IDEMPOTENCY_KEY.match(key):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters without spaces"
+        )
     return str(key)
 
 

@@ -1,6 +1,36 @@
-"""The plain objects that cross the seams between `atom`, `store` and `app`. No behaviour."""
+"""The shared vocabulary of the seams between `app`, `inbound`, `atom` and `store`: the plain
+objects that cross them, the limits that input is checked against and the schema is sized by,
+and the form of a message id. Imports nothing of AtomMQ's; no I/O."""
 
 import dataclasses
+import re
+
+# A feed name: letters or digits (any script), '_', '-' or '.', not starting with '.' or '-'.
+# Nothing that needs escaping in a path, a header or a file name.
+FEED_NAME_MAX_LENGTH = 100
+FEED_NAME = re.compile(rf"\A\w[\w.-]{{0,{FEED_NAME_MAX_LENGTH - 1}}}\Z")
+FEED_NAME_RULE = (
+    f"1-{FEED_NAME_MAX_LENGTH} letters, digits, '_', '-' or '.', starting with a letter, digit or '_'"
+)
+# An Idempotency-Key: printable ASCII without spaces, as in a UUID or a job name and run number.
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+IDEMPOTENCY_KEY = re.compile(rf"\A[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}\Z")
+# A media type with its parameters (RFC 6838 4.2: type and subtype of up to 127 characters each).
+MEDIA_TYPE_MAX_LENGTH = 255
+# The type of a title or summary: "", text, html or xhtml (RFC 4287 3.1).
+TEXT_TYPE_MAX_LENGTH = 8
+UUID_LENGTH = 36  # 8-4-4-4-12 hex digits
+_URN = "urn:uuid:"
+
+
+def atom_id(uuid: str) -> str:
+    """The Atom <id> of a message or a feed stored under `uuid`: a urn:uuid: (RFC 4122 3)."""
+    return _URN + uuid
+
+
+def message_uuid(message_id: str) -> str:
+    """The uuid in a message id; clients may give the urn:uuid: form or the bare uuid."""
+    return message_id[len(_URN) :] if message_id.lower().startswith(_URN) else message_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,15 +18,27 @@ import dataset
 import sqlalchemy as sa
 
 from atommq.errors import ConfigError, NotFound, StoreConflict, StoreUnavailable, UnknownCursor
-from atommq.model import Draft, Feed, Message, Page
+from atommq.model import (
+    FEED_NAME_MAX_LENGTH,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    MEDIA_TYPE_MAX_LENGTH,
+    TEXT_TYPE_MAX_LENGTH,
+    UUID_LENGTH,
+    Draft,
+    Feed,
+    Message,
+    Page,
+    atom_id,
+    message_uuid,
+)
 
-# MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
-# (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
 # How long a writer waits for another's lock before giving up with a 503 (SQLite's busy
 # timeout, PostgreSQL's lock_timeout, InnoDB's lock wait timeout).
 LOCK_WAIT_SECONDS = 5
 # How long a MariaDB/MySQL server may stay silent (no greeting, no answer) before a 503.
 SILENT_SERVER_SECONDS = 30
+# MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
+# (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
 
 
@@ -41,8 +53,8 @@ FEEDS = sa.Table(
     "atommq_feeds",
     METADATA,
     sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", _exact(100), nullable=False, unique=True),
-    sa.Column("uuid", _exact(36), nullable=False),
+    sa.Column("name", _exact(FEED_NAME_MAX_LENGTH), nullable=False, unique=True),
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
     sa.Column("updated", sa.String(32), nullable=False),
 )
@@ -53,20 +65,20 @@ MESSAGES = sa.Table(
     METADATA,
     sa.Column("feed_pk", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("uuid", _exact(36), nullable=False, unique=True),
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False, unique=True),
     sa.Column("title", _BIG_TEXT, nullable=False),
-    sa.Column("title_type", sa.String(255), nullable=False),
+    sa.Column("title_type", sa.String(TEXT_TYPE_MAX_LENGTH), nullable=False),
     sa.Column("content", _BIG_TEXT, nullable=False),
-    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(MEDIA_TYPE_MAX_LENGTH), nullable=False),
     sa.Column("author", _BIG_TEXT, nullable=True),
     # The publisher's <summary> (NULL: none was sent) and its type: text, html or xhtml.
     sa.Column("summary", _BIG_TEXT, nullable=True),
-    sa.Column("summary_type", sa.String(8), nullable=True),
+    sa.Column("summary_type", sa.String(TEXT_TYPE_MAX_LENGTH), nullable=True),
     sa.Column("published", sa.String(32), nullable=False),
     sa.Column("updated", sa.String(32), nullable=False),
     # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
     # the message its first attempt stored (NULLs, messages without a key, never collide).
-    sa.Column("idempotency_key", _exact(200), nullable=True),
+    sa.Column("idempotency_key", _exact(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 _MESSAGE_COLUMNS = (
@@ -95,19 +107,10 @@ class Position:
     after: int
 
 
-def _urn(uuid: str) -> str:
-    return "urn:uuid:" + uuid
-
-
 def _message(feed: str, row: Any) -> Message:
     uuid, title, title_type, content, content_type, author, summary, summary_type, published, updated = row
     draft = Draft(title, title_type, content, content_type, author, summary, summary_type or "")
-    return Message(_urn(uuid), feed, draft, published, updated)
-
-
-def message_uuid(message_id: str) -> str:
-    """The uuid part of a message id; clients may give the urn:uuid: form or the bare uuid."""
-    return message_id[9:] if message_id.lower().startswith("urn:uuid:") else message_id
+    return Message(atom_id(uuid), feed, draft, published, updated)
 
 
 class Session:
@@ -164,7 +167,7 @@ class Session:
             "idempotency_key": key,
         }
         self._conn.execute(MESSAGES.insert().values(values))
-        return Message(_urn(uuid), name, draft, now, now), False
+        return Message(atom_id(uuid), name, draft, now, now), False
 
     def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
         # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
@@ -195,7 +198,7 @@ class Session:
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
             after = seq - 1 if inclusive else seq
-        feed = Feed(name, _urn(uuid), updated)
+        feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
         return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after)
 
@@ -225,7 +228,7 @@ class Session:
 
     def feeds(self) -> list[Feed]:
         query = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
-        return [Feed(name, _urn(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
+        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
 
 
 def _add_missing_columns(connection: sa.Connection) -> None:
