@@ -14,7 +14,6 @@ import hashlib
 import logging
 import re
 import traceback
-import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
@@ -45,19 +44,12 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def new_uuid() -> str:
-    return str(uuidlib.uuid4())
-
-
 def make_app(
-    config: Config,
-    clock: Callable[[], str] = now_utc,
-    make_uuid: Callable[[], str] = new_uuid,
-    store: Store | None = None,
+    config: Config, store: Store | None = None
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """Build the WSGI application. The clock and the uuid generator are injectable for tests."""
+    """Build the WSGI application, on `store` or the one `config` names."""
     configure_logging(config)
-    return _App(config, store or open_store(config), clock, make_uuid)
+    return _App(config, store or open_store(config))
 
 
 def open_store(config: Config, pool_size: int = 10) -> Store:
@@ -67,14 +59,10 @@ def open_store(config: Config, pool_size: int = 10) -> Store:
 
 
 class _App:
-    def __init__(
-        self, config: Config, store: Store, clock: Callable[[], str], make_uuid: Callable[[], str]
-    ) -> None:
+    def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.guard = Guard(config)
         self.store = store
-        self.clock = clock
-        self.make_uuid = make_uuid
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # As sent: method names are case-sensitive (RFC 9110 9.1), and a web server's <Limit POST>
@@ -194,9 +182,7 @@ class _App:
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 with self.store.transaction() as session:
-                    message, replayed = session.append(
-                        name, draft, self.make_uuid(), self.make_uuid(), self.clock(), key
-                    )
+                    message, replayed = session.append(name, draft, now=now_utc(), key=key)
                     # Rendered before the commit: should it fail, the message is not stored either.
                     document = atom.render_entry(message)
                 break

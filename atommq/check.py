@@ -23,7 +23,6 @@ How a user's access to a path is decided is permissions.py's."""
 
 import os
 import sys
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -143,10 +142,8 @@ def check_database_write(url: str, path: str | None) -> Result:
     store = None
     try:
         store = Store(url, pool_size=1)
-        with store.transaction() as session:
-            draft = Draft("", "text", "atommq check", "text")
-            session.append("atommq-check", draft, str(uuid.uuid4()), str(uuid.uuid4()), "")
-            session.discard = True  # rolled back, not committed
+        with store.transaction(commit=False) as session:  # rolled back: nothing is stored
+            session.append("atommq-check", Draft("", "text", "atommq check", "text"), now="")
         what = "a scratch file beside it, then removed" if scratch else url
         result = Result("write", "ok", f"wrote to {what} ({store.dialect}), rolled back")
     except ConfigError as error:

@@ -10,6 +10,7 @@ import os
 import pwd
 import threading
 import time
+import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -119,7 +120,6 @@ class Session:
     def __init__(self, connection: sa.Connection, dialect: str) -> None:
         self._conn = connection
         self._dialect = dialect
-        self.discard = False  # set when the work must be rolled back, though nothing failed
 
     def _feed_row(self, name: str) -> Any:
         query = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated)
@@ -128,18 +128,16 @@ class Session:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
 
-    def append(
-        self, name: str, draft: Draft, uuid: str, feed_uuid: str, now: str, key: str | None = None
-    ) -> tuple[Message, bool]:
-        """Store a message at the end of a feed, creating the feed if it is new. With an
-        idempotency `key` that the feed already has, store nothing and return that message;
-        the bool says which happened (True: it was already stored)."""
+    def append(self, name: str, draft: Draft, *, now: str, key: str | None = None) -> tuple[Message, bool]:
+        """Store a message at the end of a feed, published `now`, creating the feed if it is
+        new. With an idempotency `key` that the feed already has, store nothing and return that
+        message; the bool says which happened (True: it was already stored)."""
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
         bump = FEEDS.update().where(FEEDS.c.name == name).values(last_seq=FEEDS.c.last_seq + 1, updated=now)
         if self._conn.execute(bump).rowcount == 0:
-            self._conn.execute(self._insert_feed_if_missing(name, feed_uuid, now))
+            self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
             self._conn.execute(bump)
         row = self._conn.execute(sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)).one()
         if key is not None:
@@ -149,8 +147,9 @@ class Session:
                 )
             ).first()
             if stored is not None:
-                self.discard = True  # undo the bump
+                self._undo_bump(row.pk)
                 return _message(name, stored), True
+        uuid = str(uuidlib.uuid4())
         values = {
             "feed_pk": row.pk,
             "seq": row.last_seq,
@@ -168,6 +167,19 @@ class Session:
         }
         self._conn.execute(MESSAGES.insert().values(values))
         return Message(atom_id(uuid), name, draft, now, now), False
+
+    def _undo_bump(self, feed_pk: int) -> None:
+        """Give back the seq that a replayed publish took, and the feed's time: that of its
+        newest message (there is one: the message replayed)."""
+        newest = (
+            sa.select(MESSAGES.c.updated)
+            .where(MESSAGES.c.feed_pk == feed_pk)
+            .order_by(MESSAGES.c.seq.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        undo = FEEDS.update().where(FEEDS.c.pk == feed_pk)
+        self._conn.execute(undo.values(last_seq=FEEDS.c.last_seq - 1, updated=newest))
 
     def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
         # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
@@ -250,10 +262,6 @@ def _is_conflict(error: Exception) -> bool:
         return True
     arguments: tuple[Any, ...] = tuple(getattr(original, "args", ()))
     return bool(arguments) and arguments[0] == 1213  # MariaDB/MySQL: deadlock
-
-
-class _Discard(Exception):
-    """Raised inside a transaction to roll it back when nothing went wrong."""
 
 
 def _check_sqlite_folder(url: str, create: bool) -> None:
@@ -353,17 +361,21 @@ class Store:
             self._schema_ready = True
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    def transaction(self, commit: bool = True) -> Iterator[Session]:
+        """One transaction: committed when the block ends (rolled back instead with
+        commit=False: a trial run), rolled back if the block raises."""
         try:
             self._ensure_schema()
-            with self._db:
-                session = Session(self._db.executable, self.dialect)
-                yield session
-                if session.discard:
-                    raise _Discard
-        except _Discard:
-            pass
+            self._db.begin()
+            try:
+                yield Session(self._db.executable, self.dialect)
+            except BaseException:
+                self._db.rollback()
+                raise
+            if commit:
+                self._db.commit()
+            else:
+                self._db.rollback()
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
             # A failed statement or COMMIT can leave the driver connection unusable, and
             # dataset's rollback does not reach it: throw the connection away.
@@ -386,6 +398,11 @@ class Store:
         return True
 
     def _discard_connection(self) -> None:
+        """Throw this thread's connection away, and dataset's record of its transaction. The
+        one place that reaches into dataset's own state (its per-thread connections and
+        transaction stack): after a failed COMMIT (SQLite's "database is locked") the driver
+        connection refuses every later statement, dataset's rollback does not reach it, and
+        dataset offers no way to drop it (a "failed" row was once committed with the next write)."""
         with self._db.lock:
             connection = self._db.connections.pop(threading.get_ident(), None)
         if connection is not None:

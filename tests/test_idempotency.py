@@ -37,6 +37,11 @@ def test_the_retry_leaves_the_feed_as_it_was(client):
     keyed_post(client, "alerts", "k1")
     after = client.get("/feed=alerts", If_None_Match=before.headers["etag"])
     assert after.status == 304  # not even the feed's version moved
+    assert client.get("/feed=alerts").body == before.body  # nor its time
+    client.publish("alerts", "a later one")
+    before = client.get("/feed=alerts")
+    keyed_post(client, "alerts", "k1")
+    assert client.get("/feed=alerts").body == before.body
 
 
 def test_keys_are_per_feed_and_messages_without_a_key_never_collide(client):
