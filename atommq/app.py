@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound
-from atommq.config import Config, configure_logging, default_database_url
+from atommq.config import Config, default_database_url
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
@@ -36,8 +36,6 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 PUBLISH_ATTEMPTS = 3
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
 
-log = logging.getLogger("atommq")
-
 
 def now_utc() -> str:
     """RFC 3339 date-time in UTC with microseconds, as Atom's <updated> wants (RFC 4287 3.3)."""
@@ -45,11 +43,11 @@ def now_utc() -> str:
 
 
 def make_app(
-    config: Config, store: Store | None = None
+    config: Config, log: logging.Logger, store: Store | None = None
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """Build the WSGI application, on `store` or the one `config` names."""
-    configure_logging(config)
-    return _App(config, store or open_store(config))
+    """Build the WSGI application, logging to `log` (config.configure_logging's, made once where
+    the process starts), on `store` or the one `config` names."""
+    return _App(config, log, store or open_store(config))
 
 
 def open_store(config: Config, pool_size: int = 10) -> Store:
@@ -59,20 +57,21 @@ def open_store(config: Config, pool_size: int = 10) -> Store:
 
 
 class _App:
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, log: logging.Logger, store: Store) -> None:
         self.config = config
-        self.guard = Guard(config)
+        self.log = log
+        self.guard = Guard(config, log)
         self.store = store
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # As sent: method names are case-sensitive (RFC 9110 9.1), and a web server's <Limit POST>
         # does not match "post".
         method = environ.get("REQUEST_METHOD", "GET")
-        if log.isEnabledFor(logging.DEBUG):
+        if self.log.isEnabledFor(logging.DEBUG):
             # Which headers the web server let through (names only): Apache, for one, hides
             # Authorization unless told (FIELD-NOTES 3).
             names = sorted(k[5:].replace("_", "-").title() for k in environ if k.startswith("HTTP_"))
-            log.debug(
+            self.log.debug(
                 "%s %r from %s, headers: %s",
                 method,
                 environ.get("PATH_INFO", ""),
@@ -86,12 +85,12 @@ class _App:
             headers = [("Content-Type", TEXT_TYPE), *error.headers]
             path = environ.get("PATH_INFO", "")
             if error.__cause__ is not None:  # a database failure: the log needs its reason
-                _log_error(environ, f"{method} {path!r}: {status}: {error.__cause__}\n")
+                self._report(environ, f"{method} {path!r}: {status}: {error.__cause__}\n")
             else:
-                log.info("%s %r: %s %s", method, path, status, error.message)
+                self.log.info("%s %r: %s %s", method, path, status, error.message)
         except Exception:
             path = environ.get("PATH_INFO", "")
-            _log_error(environ, f"{method} {path!r} failed:\n{traceback.format_exc()}")
+            self._report(environ, f"{method} {path!r} failed:\n{traceback.format_exc()}")
             status = "500 Internal Server Error"
             body = b"AtomMQ had an internal error; the server's error log has the details\n"
             headers = [("Content-Type", TEXT_TYPE)]
@@ -99,6 +98,14 @@ class _App:
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [b""] if method == "HEAD" else [body]
+
+    def _report(self, environ: Environ, text: str) -> None:
+        """An error and its reason go to log_file when one is set, else to the web server's log."""
+        if self.config.log_file:
+            self.log.error("%s", text)
+        else:
+            environ["wsgi.errors"].write(text)
+            environ["wsgi.errors"].flush()
 
     def handle(self, environ: Environ, method: str) -> Response:
         body = inbound.read_body(environ, method, self.config.max_body_bytes)
@@ -191,7 +198,7 @@ class _App:
                 # again rather than hand the client an error.
                 if attempt == PUBLISH_ATTEMPTS - 1:
                     raise
-                log.info("publish to feed %r collided with another transaction; retrying", name)
+                self.log.info("publish to feed %r collided with another transaction; retrying", name)
         location = self.entry_href(environ, message)
         headers = [
             ("Content-Type", atom.ENTRY_TYPE),
@@ -201,7 +208,7 @@ class _App:
         ]
         if replayed:  # a retry: the answer of the first attempt, and nothing stored again
             headers.append(("Idempotent-Replayed", "true"))
-        log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
+        self.log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
         return "201 Created", headers, document
 
 
@@ -229,12 +236,3 @@ def _matches(environ: Environ, etag: str) -> bool:
         return False
     tags = [t.strip().removeprefix("W/") for t in header.split(",")]
     return "*" in tags or etag in tags
-
-
-def _log_error(environ: Environ, text: str) -> None:
-    """Unexpected errors go to the log file when one is set, else to the web server's log."""
-    if log.handlers:
-        log.error("%s", text)
-    else:
-        environ["wsgi.errors"].write(text)
-        environ["wsgi.errors"].flush()

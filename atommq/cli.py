@@ -48,7 +48,8 @@ def _plain(start_response: Any, status: str, text: str) -> list[bytes]:
 def serve(args: argparse.Namespace) -> int:
     from atommq.app import make_app
 
-    app = make_app(config.load())
+    settings = config.load()
+    app = make_app(settings, config.configure_logging(settings))
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     try:
         server = make_server(
@@ -67,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     print(
         f"AtomMQ on http://{args.host}:{server.server_port}{prefix}/ "
-        f"({config.load().database_url}); Ctrl-C stops it",
+        f"({settings.database_url}); Ctrl-C stops it",
         file=sys.stderr,
         flush=True,
     )

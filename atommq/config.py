@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from atommq import access as access_rules
@@ -164,13 +163,13 @@ def _read_ini(path: str) -> dict[str, Any]:
 
 
 def configure_logging(config: Config) -> logging.Logger:
-    """The 'atommq' logger, writing to log_file when one is set (else records go nowhere and
-    the app writes its errors to the web server's error stream, wsgi.errors)."""
-    logger = logging.getLogger("atommq")
-    logger.setLevel(config.log_level)
-    if config.log_file and not any(
-        getattr(h, "baseFilename", None) == str(Path(config.log_file).resolve()) for h in logger.handlers
-    ):
+    """A logger for one app, made once where the process starts (the gateway, the command),
+    writing to log_file when one is set. It is not the global 'atommq' logger, so that two apps
+    in one process each keep to their own file. Without log_file it has no handler: the app
+    writes its errors to the web server's error stream (wsgi.errors), and warnings go to
+    stderr (logging's last resort), which a web server also logs."""
+    logger = logging.Logger("atommq", config.log_level)
+    if config.log_file:
         try:
             handler = logging.FileHandler(config.log_file, encoding="utf-8")
         except OSError as error:
@@ -179,5 +178,4 @@ def configure_logging(config: Config) -> logging.Logger:
             ) from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
-    logger.propagate = False
     return logger

@@ -65,7 +65,8 @@ def run_cgi() -> int:
     from atommq.app import make_app
 
     try:
-        app: Any = make_app(config.load())
+        settings = config.load()
+        app: Any = make_app(settings, config.configure_logging(settings))
     except ConfigError as error:
         sys.stderr.write(f"AtomMQ: {error}\n")
         app = _misconfigured
@@ -125,7 +126,8 @@ def run_fastcgi(argv: list[str]) -> int:
 
     try:
         settings = config.load()
-        app = make_app(settings, store=open_store(settings, pool_size=FASTCGI_THREADS))
+        log = config.configure_logging(settings)
+        app = make_app(settings, log, store=open_store(settings, pool_size=FASTCGI_THREADS))
     except ConfigError as error:
         sys.stderr.write(f"AtomMQ: {error}\n")
         return 2

@@ -14,11 +14,10 @@ from atommq.config import Config
 from atommq.errors import ConfigError, Forbidden, Unauthorized
 from atommq.users import Users, UsersFileError, read
 
-log = logging.getLogger("atommq")
-
 
 class Guard:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, log: logging.Logger) -> None:
+        self.log = log  # failed logins are written here
         self.rules: Rules = config.access
         self.trust_remote_user = config.trust_remote_user
         self.users: Users | None = None
@@ -44,7 +43,7 @@ class Guard:
         if given is None or self.users is None:
             return None  # no login, or none that AtomMQ checks itself
         if not self.users.authenticate(*given):
-            log.warning("failed login as %r from %s", given[0], environ.get("REMOTE_ADDR", "?"))
+            self.log.warning("failed login as %r from %s", given[0], environ.get("REMOTE_ADDR", "?"))
             raise Unauthorized("wrong user name or password")
         return given[0]
 

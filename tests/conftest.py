@@ -97,6 +97,7 @@ class Client:
     _server: Any = None
     _database: Any = None
     _store: Any = None
+    _log: Any = None
 
     @property
     def kind(self) -> str:
@@ -232,7 +233,8 @@ class Client:
 
             settings = config.load(self.env)
             self._store = open_store(settings)
-            self._app = validator(make_app(settings, store=self._store))
+            self._log = config.configure_logging(settings)
+            self._app = validator(make_app(settings, self._log, store=self._store))
         environ: dict[str, Any] = {
             k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in meta.items()
         }
@@ -323,6 +325,8 @@ class Client:
             self._server.stop()
         if self._store is not None:
             self._store.close()  # its pooled connections go before the database does
+        for handler in self._log.handlers if self._log is not None else ():
+            handler.close()
         if self._database is not None:
             self._database.drop()
 

@@ -347,3 +347,15 @@ def test_an_older_python_is_told_it_is_too_old_not_given_a_traceback(command):
     assert done.returncode == 1
     assert done.stderr.startswith(f"AtomMQ needs Python 3.11 or newer; {python} is 3."), done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("transport", ["wsgi"])
+def test_two_apps_in_one_process_each_log_to_their_own_file(make_client):
+    """As under a WSGI host that runs two AtomMQs, or in these tests: logging is not global."""
+    broken, healthy = make_client(), make_client(log_level="INFO")
+    healthy.publish("widgets", "x")
+    broken.db_path.write_bytes(b"this is not a SQLite database, it is garbage" * 100)
+    assert broken.get("/feed=widgets").status == 500
+    assert "not a database" in broken.log
+    assert "not a database" not in healthy.log and "published" in healthy.log
+    assert "published" not in broken.log
