@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound
 from atommq.config import Config, default_database_url
-from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict
+from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
 from atommq.store import Store
@@ -31,7 +31,6 @@ Response = tuple[str, list[tuple[str, str]], bytes]
 
 FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
-TEXT_TYPE = "text/plain; charset=utf-8"
 # A publish that the database rolled back to break a deadlock is run again, this many times in all.
 PUBLISH_ATTEMPTS = 3
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
@@ -69,7 +68,7 @@ class _App:
         method = environ.get("REQUEST_METHOD", "GET")
         if self.log.isEnabledFor(logging.DEBUG):
             # Which headers the web server let through (names only): Apache, for one, hides
-            # Authorization unless told (FIELD-NOTES 3).
+            # Authorization from CGI and FastCGI unless told (CGIPassAuth On).
             names = sorted(k[5:].replace("_", "-").title() for k in environ if k.startswith("HTTP_"))
             self.log.debug(
                 "%s %r from %s, headers: %s",
@@ -78,26 +77,25 @@ class _App:
                 environ.get("REMOTE_ADDR", "?"),
                 ", ".join(names),
             )
+        head = method == "HEAD"
         try:
             status, headers, body = self.handle(environ, method)
         except AtomMQError as error:
-            status, body = error.status, (error.message + "\n").encode("utf-8")
-            headers = [("Content-Type", TEXT_TYPE), *error.headers]
             path = environ.get("PATH_INFO", "")
             if error.__cause__ is not None:  # a database failure: the log needs its reason
-                self._report(environ, f"{method} {path!r}: {status}: {error.__cause__}\n")
+                self._report(environ, f"{method} {path!r}: {error.status}: {error.__cause__}\n")
             else:
-                self.log.info("%s %r: %s %s", method, path, status, error.message)
+                self.log.info("%s %r: %s %s", method, path, error.status, error.message)
+            return plain_text(start_response, error.status, error.message, error.headers, head)
         except Exception:
             path = environ.get("PATH_INFO", "")
             self._report(environ, f"{method} {path!r} failed:\n{traceback.format_exc()}")
-            status = "500 Internal Server Error"
-            body = b"AtomMQ had an internal error; the server's error log has the details\n"
-            headers = [("Content-Type", TEXT_TYPE)]
+            line = "AtomMQ had an internal error; the server's error log has the details"
+            return plain_text(start_response, "500 Internal Server Error", line, head=head)
         if not status.startswith("304"):
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
-        return [b""] if method == "HEAD" else [body]
+        return [b""] if head else [body]
 
     def _report(self, environ: Environ, text: str) -> None:
         """An error and its reason go to log_file when one is set, else to the web server's log."""

@@ -69,7 +69,7 @@ def check_config(environ: Mapping[str, str]) -> tuple[Result, config.Config | No
     try:
         settings = config.load(environ)
     except ConfigError as error:
-        name = str(error).removeprefix("setting ").partition(" ")[0].rstrip(":")
+        name = error.setting
         variable, where = f"ATOMMQ_{name.upper()}", environ.get("ATOMMQ_CONFIG")
         if name == "ATOMMQ_CONFIG":
             fix = "make ATOMMQ_CONFIG name a readable INI file with an [atommq] section"

@@ -10,7 +10,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from atommq import config
-from atommq.errors import ConfigError
+from atommq.errors import ConfigError, plain_text
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -29,20 +29,12 @@ def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Ite
         path = environ.get("PATH_INFO", "")
         rest = path[len(prefix) :]
         if not path.startswith(prefix) or (rest and not rest.startswith("/")):
-            return _plain(start_response, "404 Not Found", f"AtomMQ is at {prefix}/\n")
+            return plain_text(start_response, "404 Not Found", f"AtomMQ is at {prefix}/")
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest
         return app(environ, start_response)
 
     return mounted
-
-
-def _plain(start_response: Any, status: str, text: str) -> list[bytes]:
-    body = text.encode("utf-8")
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -52,9 +52,9 @@ def _positive_int(name: str, value: str, largest: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"setting {name}: {value!r} is not a whole number") from None
+        raise ConfigError(name, f"{value!r} is not a whole number") from None
     if not 1 <= number <= largest:
-        raise ConfigError(f"setting {name}: {value!r} is out of range; use 1 to {largest}")
+        raise ConfigError(name, f"{value!r} is out of range; use 1 to {largest}")
     return number
 
 
@@ -64,14 +64,14 @@ def _check(raw: dict[str, Any]) -> Config:
         url = raw["database_url"].strip()
         if "://" not in url:
             raise ConfigError(
-                f"setting database_url: {url!r} is not a database URL; "
-                "use e.g. sqlite:////var/lib/atommq/atommq.db"
+                "database_url", f"{url!r} is not a database URL; use e.g. sqlite:////var/lib/atommq/atommq.db"
             )
         scheme, _, rest = url.partition("://")
         if scheme.startswith("sqlite") and rest.strip("/") in ("", ":memory:"):
             raise ConfigError(
-                f"setting database_url: {url!r} is an in-memory database, which loses every "
-                "message when the process ends; use a file, e.g. sqlite:////var/lib/atommq/atommq.db"
+                "database_url",
+                f"{url!r} is an in-memory database, which loses every "
+                "message when the process ends; use a file, e.g. sqlite:////var/lib/atommq/atommq.db",
             )
         values["database_url"] = url
     if "page_size" in raw:
@@ -82,25 +82,26 @@ def _check(raw: dict[str, Any]) -> Config:
         level = raw["log_level"].strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(
-                f"setting log_level: {raw['log_level']!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+                "log_level", f"{raw['log_level']!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
             )
         values["log_level"] = level
     if raw.get("base_url"):
         base = raw["base_url"].strip().rstrip("/")
         if not base.startswith(("http://", "https://")):
-            raise ConfigError(f"setting base_url: {raw['base_url']!r} must start with http(s)://")
+            raise ConfigError("base_url", f"{raw['base_url']!r} must start with http(s)://")
         values["base_url"] = base
     if "trust_remote_user" in raw:
         flag = raw["trust_remote_user"].strip().lower()
         if flag not in _BOOLEANS:
-            raise ConfigError(f"setting trust_remote_user: {raw['trust_remote_user']!r} is not yes or no")
+            raise ConfigError("trust_remote_user", f"{raw['trust_remote_user']!r} is not yes or no")
         values["trust_remote_user"] = _BOOLEANS[flag]
     rules = values.get("access", access_rules.Rules())
     if isinstance(rules, access_rules.Rules) and rules.names_users():
         if not values.get("users_file") and not values.get("trust_remote_user"):
             raise ConfigError(
-                "setting users_file: [read] or [publish] names users, but no one can log in; "
-                "set users_file (then: python3 -m atommq users add NAME) or trust_remote_user = yes"
+                "users_file",
+                "[read] or [publish] names users, but no one can log in; "
+                "set users_file (then: python3 -m atommq users add NAME) or trust_remote_user = yes",
             )
     return Config(**values)  # type: ignore[arg-type]
 
@@ -139,24 +140,26 @@ def _read_ini(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as file:
             parser.read_file(file)
     except OSError as error:
-        raise ConfigError(f"setting ATOMMQ_CONFIG: cannot read {path!r}: {error.strerror}") from None
+        raise ConfigError("ATOMMQ_CONFIG", f"cannot read {path!r}: {error.strerror}") from None
     except configparser.Error as error:
-        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} is not a valid INI file: {error}") from None
+        raise ConfigError("ATOMMQ_CONFIG", f"{path!r} is not a valid INI file: {error}") from None
     if not parser.has_section(SECTION):
-        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} has no [{SECTION}] section")
+        raise ConfigError("ATOMMQ_CONFIG", f"{path!r} has no [{SECTION}] section")
     section: dict[str, Any] = {k.lower(): v for k, v in parser.items(SECTION)}
     unknown = sorted(set(section) - set(NAMES))
     if unknown:
-        raise ConfigError(f"setting {unknown[0]} in {path!r} is unknown; the settings are {', '.join(NAMES)}")
+        raise ConfigError(
+            unknown[0], f"{path!r} sets it, but there is no such setting; the settings are {', '.join(NAMES)}"
+        )
     extra = sorted(set(parser.sections()) - {SECTION, *access_rules.ACTIONS})
     if extra:
-        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r} has an unknown section [{extra[0]}]")
+        raise ConfigError("ATOMMQ_CONFIG", f"{path!r} has an unknown section [{extra[0]}]")
     try:
         rules = {
             a: access_rules.parse(a, parser.items(a)) for a in access_rules.ACTIONS if parser.has_section(a)
         }
     except ValueError as error:
-        raise ConfigError(f"setting ATOMMQ_CONFIG: {path!r}: {error}") from None
+        raise ConfigError("ATOMMQ_CONFIG", f"{path!r}: {error}") from None
     if rules:
         section["access"] = access_rules.Rules(**rules)
     return section
@@ -173,9 +176,7 @@ def configure_logging(config: Config) -> logging.Logger:
         try:
             handler = logging.FileHandler(config.log_file, encoding="utf-8")
         except OSError as error:
-            raise ConfigError(
-                f"setting log_file: cannot open {config.log_file!r}: {error.strerror}"
-            ) from None
+            raise ConfigError("log_file", f"cannot open {config.log_file!r}: {error.strerror}") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     return logger

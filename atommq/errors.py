@@ -1,4 +1,5 @@
-"""The error tree. Each class owns its HTTP status; only `app` turns one into a response.
+"""The error tree. Each class owns its HTTP status; `app` turns one into a response, in the one
+form every error of AtomMQ's takes on the wire (plain_text: the status and one line of text).
 
     AtomMQError                 500  (never raised directly)
     +-- BadRequest              400  malformed entry, bad feed name, bad parameter
@@ -14,6 +15,25 @@
 
 ConfigError is apart: it stops the app at start-up and never reaches a client.
 """
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def plain_text(
+    start_response: Callable[..., Any],
+    status: str,
+    line: str,
+    headers: Iterable[tuple[str, str]] = (),
+    head: bool = False,
+) -> list[bytes]:
+    """Answer `status` with one line of plain text, so that `curl -f` in a cron job fails loudly
+    and the line says why; no body for a HEAD request."""
+    body = (line.rstrip("\n") + "\n").encode("utf-8")
+    start_response(status, [("Content-Type", TEXT_TYPE), *headers, ("Content-Length", str(len(body)))])
+    return [b""] if head else [body]
 
 
 class AtomMQError(Exception):
@@ -69,7 +89,12 @@ class StoreUnavailable(AtomMQError):
 
 
 class ConfigError(Exception):
-    """A setting has a bad value; the message names the setting and the value."""
+    """A setting has a bad value: `setting` names it (or ATOMMQ_CONFIG, for the INI file), and
+    the message says what is wrong with its value and what to do."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"setting {setting}: {problem}")
+        self.setting = setting
 
 
 class StoreConflict(StoreUnavailable):

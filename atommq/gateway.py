@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from atommq import config
-from atommq.errors import ConfigError
+from atommq.errors import ConfigError, plain_text
 
 CGI_USAGE = """\
 atommq.cgi is a CGI script: a web server runs it for each request, with the request in its
@@ -34,12 +34,8 @@ FASTCGI_THREADS = 8
 
 
 def _misconfigured(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = b"AtomMQ is not configured correctly; the server's error log says why\n"
-    start_response(
-        "500 Internal Server Error",
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
+    line = "AtomMQ is not configured correctly; the server's error log says why"
+    return plain_text(start_response, "500 Internal Server Error", line)
 
 
 def _input_terminated(app: Any) -> Any:

@@ -25,11 +25,11 @@ class Guard:
             try:
                 known = read(config.users_file)
             except UsersFileError as error:
-                raise ConfigError(f"setting users_file: {error}") from None
+                raise ConfigError("users_file", str(error)) from None
             if not known:
                 raise ConfigError(
-                    f"setting users_file: {config.users_file!r} holds no users; "
-                    "add one with: python3 -m atommq users add NAME"
+                    "users_file",
+                    f"{config.users_file!r} holds no users; add one with: python3 -m atommq users add NAME",
                 )
             self.users = Users(config.users_file)
 

@@ -20,7 +20,8 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # even compare a string holding NUL, and CR/LF must never reach a header or a log line.
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Bodies over the limit are still read, up to this much, so that a web server does not cut
-# off our 413 because its CGI child stopped reading (FIELD-NOTES 3, mod_cgid).
+# off our 413 because its CGI child stopped reading (Apache mod_cgid then logs "Connection
+# reset by peer: ap_content_length_filter" and the client gets a truncated answer).
 _DISCARD_AT_MOST = 64 * 1024 * 1024
 _CHUNK = 64 * 1024
 

@@ -278,19 +278,20 @@ def _check_sqlite_folder(url: str, create: bool) -> None:
             os.makedirs(folder, mode=0o700, exist_ok=True)
         except OSError as error:
             raise ConfigError(
-                f"setting database_url: cannot create the default folder {folder!r} "
+                "database_url",
+                f"cannot create the default folder {folder!r} "
                 f"({error.strerror}); set ATOMMQ_DATABASE_URL to a file in a folder that "
-                f"user {user} can write, outside the web root"
+                f"user {user} can write, outside the web root",
             ) from None
     if not os.path.isdir(folder):
         raise ConfigError(
-            f"setting database_url: folder {folder!r} of {url!r} does not exist; "
-            f"create it, writable by user {user}"
+            "database_url", f"folder {folder!r} of {url!r} does not exist; create it, writable by user {user}"
         )
     if not os.access(folder, os.W_OK):
         raise ConfigError(
-            f"setting database_url: user {user} cannot write in folder {folder!r}, where "
-            "SQLite keeps the database and its journal; give that user write access"
+            "database_url",
+            f"user {user} cannot write in folder {folder!r}, where "
+            "SQLite keeps the database and its journal; give that user write access",
         )
 
 
@@ -315,8 +316,9 @@ class Store:
             # wait 5 s at most, then answer 503, as SQLite's busy timeout does: not hang forever.
             engine_kwargs["connect_args"]["options"] = f"-c lock_timeout={LOCK_WAIT_SECONDS}s"
         if url.startswith(("mysql", "mariadb")):
-            # REPEATABLE READ (MariaDB's default) would freeze a reader's snapshot; utf8mb4 is
-            # the UTF-8 that holds every character (FIELD-NOTES 4).
+            # REPEATABLE READ (MariaDB's default) would freeze a reader's snapshot, and a
+            # reading connection would never see a new message; utf8mb4 is the UTF-8 that holds
+            # every character (MariaDB's "utf8" stops at three bytes).
             engine_kwargs["isolation_level"] = "READ COMMITTED"
             engine_kwargs["connect_args"]["charset"] = "utf8mb4"
             # PyMySQL's connect_timeout ends with the TCP handshake, and a server that never

@@ -1,6 +1,6 @@
 """A minimal FastCGI client (responder role), for the tests and the benchmark.
 
-flup's own client is broken on Python 3 (FIELD-NOTES 3), and spawning cgi-fcgi per request
+flup's own client (flup.client) is broken on Python 3, and spawning cgi-fcgi per request
 would time the spawn, not the server.
 """
 

@@ -1,4 +1,4 @@
-"""Stock clients against the development server over real HTTP (FIELD-NOTES section 2):
+"""Stock clients against the development server over real HTTP, as they really behave:
 curl as cron jobs use it, Python's feedparser, and Perl's XML::Atom::Client and Atompub::Client."""
 
 import importlib.util

@@ -88,8 +88,8 @@ def missing() -> str | None:
 
 def www_python() -> Path:
     """A venv Python with requirements.txt (and the database drivers) installed that www-data
-    can run (a Python under /root cannot be, FIELD-NOTES 3). Built once per machine and
-    requirements, in /var/tmp."""
+    can run (a venv made from a Python under /root cannot be: 500, blaming the script). Built
+    once per machine and requirements, in /var/tmp."""
     files = [ROOT / "requirements.txt", ROOT / "requirements-databases.txt"]
     requirements = b"".join(f.read_bytes() for f in files)
     venv = Path("/var/tmp") / f"atommq-test-venv-{hashlib.sha256(requirements).hexdigest()[:12]}"
