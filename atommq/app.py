@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound
-from atommq.config import Config, default_database_url
+from atommq.config import Config
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
@@ -51,8 +51,7 @@ def make_app(
 
 def open_store(config: Config, pool_size: int = 10) -> Store:
     """The configured store; the default SQLite folder is created on first use."""
-    is_default = config.database_url == default_database_url()
-    return Store(config.database_url, pool_size, create_folder=is_default)
+    return Store(config, pool_size)
 
 
 class _App:

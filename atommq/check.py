@@ -21,6 +21,7 @@ How a user's access to a path is decided is permissions.py's."""
 #   saying why; one that raises what it did not expect is its own problem line, never a
 #   traceback: `check` is run exactly when things are broken, so the other checks still run.
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -58,13 +59,6 @@ def environ_for(user: User, environ: Mapping[str, str]) -> dict[str, str]:
     return dict(environ) if user.is_me else {k: v for k, v in environ.items() if k != "XDG_DATA_HOME"}
 
 
-def default_database_url(user: User, environ: Mapping[str, str]) -> str:
-    """What database_url means when it is not set, for that user."""
-    if user.is_me:
-        return config.default_database_url(environ)
-    return "sqlite:///" + os.path.join(user.home, ".local", "share", "atommq", "atommq.db")
-
-
 def check_config(environ: Mapping[str, str]) -> tuple[Result, config.Config | None]:
     try:
         settings = config.load(environ)
@@ -81,15 +75,6 @@ def check_config(environ: Mapping[str, str]) -> tuple[Result, config.Config | No
     sources = [environ["ATOMMQ_CONFIG"]] if environ.get("ATOMMQ_CONFIG") else []
     sources += [f"ATOMMQ_{name.upper()}" for name in config.NAMES if f"ATOMMQ_{name.upper()}" in environ]
     return Result("config", "ok", f"the settings load ({', '.join(['defaults', *sources])})"), settings
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a SQLite URL (relative stays relative), or None (not SQLite, in memory)."""
-    scheme, _, rest = url.partition("://")
-    path = rest.partition("?")[0][1:]
-    if scheme.partition("+")[0] != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
-        return None
-    return path
 
 
 def check_database_folder(user: User, path: str, is_default: bool) -> Result:
@@ -126,14 +111,17 @@ def check_database_folder(user: User, path: str, is_default: bool) -> Result:
     return Result("database", "ok", f"user {user.name} can write {path} and its folder")
 
 
-def check_database_write(url: str, path: str | None) -> Result:
+def check_database_write(settings: config.Config, path: str | None) -> Result:
     """Open the store and publish in a transaction that is rolled back. A SQLite file that does
     not exist yet is not created: the probe runs on a scratch file beside it, then removed."""
     try:
+        import dataset  # noqa: F401  # first: the dependency a user installs (SQLAlchemy comes with it)
+
         from atommq.model import Draft
         from atommq.store import Store
     except ImportError as error:  # what the dependency lines above report
         return Result("write", "skipped", f"not run: {error.name} is missing, and AtomMQ needs it to write")
+    url = settings.database_url
     scratch = path if path is not None and not os.path.exists(path) else None
     if scratch is not None:
         scratch = os.path.join(os.path.dirname(scratch), f".atommq-check-{os.getpid()}.db")
@@ -141,7 +129,7 @@ def check_database_write(url: str, path: str | None) -> Result:
     result = Result("write", "problem", "the write test did not run")
     store = None
     try:
-        store = Store(url, pool_size=1)
+        store = Store(dataclasses.replace(settings, database_url=url, database_is_default=False), pool_size=1)
         with store.transaction(commit=False) as session:  # rolled back: nothing is stored
             session.append("atommq-check", Draft("", "text", "atommq check", "text"), now="")
         what = "a scratch file beside it, then removed" if scratch else url
@@ -225,9 +213,10 @@ def run_checks(environ: Mapping[str, str] | None = None, user: User | None = Non
 
 def _check_settings(results: list[Result], user: User, env: Mapping[str, str], got: config.Config) -> None:
     """The checks that need the settings, each appended as it ends."""
-    add, default = results.append, default_database_url(user, env)
-    url = default if got.database_url == config.default_database_url(env) else got.database_url
-    roots, path = web_roots(user, env), sqlite_path(url)
+    # An unset database_url means that user's default: in their home, without our XDG_DATA_HOME.
+    default = config.default_database_url(env) if user.is_me else config.default_database_url({}, user.home)
+    add, url = results.append, default if got.database_is_default else got.database_url
+    roots, path = web_roots(user, env), config.sqlite_path(url)
     why = "" if user.is_me else f"a test write as {find_user().name} would leave files {user.name} cannot use"
     if path is not None:
         add(guarded("database", check_database_folder, user, path, url == default))
@@ -238,7 +227,7 @@ def _check_settings(results: list[Result], user: User, env: Mapping[str, str], g
     add(
         Result("write", "skipped", f"not run: {why}")
         if why
-        else guarded("write", check_database_write, url, path)
+        else guarded("write", check_database_write, dataclasses.replace(got, database_url=url), path)
     )
     if env.get("ATOMMQ_CONFIG"):
         add(guarded("web root", check_web_root, "ATOMMQ_CONFIG", env["ATOMMQ_CONFIG"], roots, "warning"))

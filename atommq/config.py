@@ -16,11 +16,22 @@ from atommq.errors import ConfigError
 SECTION = "atommq"
 
 
-def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
-    # A SQLite file in the user's data folder: never under a web root, created on first use.
+def default_database_url(environ: Mapping[str, str] = os.environ, home: str | None = None) -> str:
+    """A SQLite file in the user's data folder (of `home`, when given: another user's): never
+    under a web root, created on first use."""
     # expanduser() falls back to the password database when a CGI server gives no HOME.
-    data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    data = environ.get("XDG_DATA_HOME") or os.path.join(home or os.path.expanduser("~"), ".local/share")
     return "sqlite:///" + os.path.join(data, "atommq", "atommq.db")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (a relative path stays relative), or None: not SQLite, or a
+    database in memory or given as a file: URI."""
+    scheme, _, rest = url.partition("://")
+    path = rest.partition("?")[0][1:]
+    if scheme.partition("+")[0] != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +54,15 @@ class Config:
     users_file: str = ""
     # yes: the web server authenticates, and its REMOTE_USER is the user (no password asked).
     trust_remote_user: bool = False
+    # Seconds a MariaDB/MySQL server may leave a request unanswered (no greeting, no result)
+    # before the answer is a 503: PyMySQL would otherwise wait for ever.
+    database_timeout: int = 30
     # Who may read and publish which feeds: the INI file's [read] and [publish] sections.
     # With neither, access control is off: anyone may do anything.
     access: access_rules.Rules = access_rules.Rules()
+    # Not a setting: database_url is the default, whose folder AtomMQ creates on first use (a
+    # configured folder must exist already: a typo should be an error, not a new folder).
+    database_is_default: bool = False
 
 
 def _positive_int(name: str, value: str, largest: int) -> int:
@@ -76,6 +93,8 @@ def _check(raw: dict[str, Any]) -> Config:
         values["database_url"] = url
     if "page_size" in raw:
         values["page_size"] = _positive_int("page_size", raw["page_size"], 100_000)
+    if "database_timeout" in raw:
+        values["database_timeout"] = _positive_int("database_timeout", raw["database_timeout"], 3600)
     if "max_body_bytes" in raw:
         values["max_body_bytes"] = _positive_int("max_body_bytes", raw["max_body_bytes"], 2**31)
     if "log_level" in raw:
@@ -117,20 +136,22 @@ _BOOLEANS = {
     "0": False,
 }
 # Settings that an INI line or an ATOMMQ_* variable sets; `access` comes from INI sections.
-NAMES = tuple(field.name for field in dataclasses.fields(Config) if field.name != "access")
+NAMES = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("access", "database_is_default"))
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides."""
     env = os.environ if environ is None else environ
-    raw: dict[str, Any] = {"database_url": default_database_url(env)}
+    default = default_database_url(env)
+    raw: dict[str, Any] = {"database_url": default}
     path = env.get("ATOMMQ_CONFIG", "")
     if path:
         raw.update(_read_ini(path))
     for name in NAMES:
         if f"ATOMMQ_{name.upper()}" in env:
             raw[name] = env[f"ATOMMQ_{name.upper()}"]
-    return _check(raw)
+    settings = _check(raw)
+    return dataclasses.replace(settings, database_is_default=settings.database_url == default)
 
 
 def _read_ini(path: str) -> dict[str, Any]:

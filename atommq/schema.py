@@ -1,0 +1,116 @@
+"""The tables, and their creation on first use: what AtomMQ stores, in SQLAlchemy Core.
+
+No queries (store.py's), no connections of its own (database.py's).
+"""
+
+import threading
+import time
+
+import sqlalchemy as sa
+
+from atommq.model import (
+    FEED_NAME_MAX_LENGTH,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    MEDIA_TYPE_MAX_LENGTH,
+    TEXT_TYPE_MAX_LENGTH,
+    UUID_LENGTH,
+)
+
+# MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
+# (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
+_BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
+
+
+def _exact(length: int) -> sa.String:
+    """A string compared byte for byte: MariaDB's default collation would make `widgets` and
+    `Widgets` one feed, and Idempotency-Keys `Backup-1` and `backup-1` one message."""
+    return sa.String(length).with_variant(sa.String(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+METADATA = sa.MetaData()
+FEEDS = sa.Table(
+    "atommq_feeds",
+    METADATA,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", _exact(FEED_NAME_MAX_LENGTH), nullable=False, unique=True),
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("updated", sa.String(32), nullable=False),
+)
+# The primary key (feed_pk, seq) is the index that keeps a page read O(page size). Constraints
+# are declared inline so that each table is created by one atomic CREATE TABLE.
+MESSAGES = sa.Table(
+    "atommq_messages",
+    METADATA,
+    sa.Column("feed_pk", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False, unique=True),
+    sa.Column("title", _BIG_TEXT, nullable=False),
+    sa.Column("title_type", sa.String(TEXT_TYPE_MAX_LENGTH), nullable=False),
+    sa.Column("content", _BIG_TEXT, nullable=False),
+    sa.Column("content_type", sa.String(MEDIA_TYPE_MAX_LENGTH), nullable=False),
+    sa.Column("author", _BIG_TEXT, nullable=True),
+    # The publisher's <summary> (NULL: none was sent) and its type: text, html or xhtml.
+    sa.Column("summary", _BIG_TEXT, nullable=True),
+    sa.Column("summary_type", sa.String(TEXT_TYPE_MAX_LENGTH), nullable=True),
+    sa.Column("published", sa.String(32), nullable=False),
+    sa.Column("updated", sa.String(32), nullable=False),
+    # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
+    # the message its first attempt stored (NULLs, messages without a key, never collide).
+    sa.Column("idempotency_key", _exact(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True),
+    sa.UniqueConstraint("feed_pk", "idempotency_key"),
+)
+MESSAGE_COLUMNS = (
+    MESSAGES.c.uuid,
+    MESSAGES.c.title,
+    MESSAGES.c.title_type,
+    MESSAGES.c.content,
+    MESSAGES.c.content_type,
+    MESSAGES.c.author,
+    MESSAGES.c.summary,
+    MESSAGES.c.summary_type,
+    MESSAGES.c.published,
+    MESSAGES.c.updated,
+)
+# Columns added since the first release: a table created before them gets them on first use.
+ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type)
+
+
+class Schema:
+    """Creates the tables once per process, on first use; safe when several processes start at
+    once (each CREATE TABLE is atomic, and a loser of the race tries again)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            for attempt in range(5):
+                # Outside the retry: a server that is down or silent fails here, once.
+                with self._engine.connect() as connection:
+                    try:
+                        METADATA.create_all(connection, checkfirst=True)
+                        _add_missing_columns(connection)
+                        connection.commit()
+                        break
+                    except sa.exc.DBAPIError:
+                        # Another process created a table (or added a column) between our
+                        # check and our CREATE.
+                        if attempt == 4:
+                            raise
+                time.sleep(0.05 * (attempt + 1))
+            self._ready = True
+
+
+def _add_missing_columns(connection: sa.Connection) -> None:
+    """Bring a table made by an earlier AtomMQ up to date: nullable columns, added in place
+    (every database here can ADD COLUMN without rewriting its rows' existing data)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns(MESSAGES.name)}
+    for column in ADDED_COLUMNS:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(sa.text(f"ALTER TABLE {MESSAGES.name} ADD COLUMN {column.name} {kind}"))
