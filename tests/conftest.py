@@ -365,16 +365,22 @@ class FastCGIServer:
         shutil.rmtree(self.socket.parent, ignore_errors=True)
 
 
-# Every transport by default; ATOMMQ_TEST_TRANSPORTS=wsgi,fastcgi (say) runs fewer while you work.
-# The whole suite runs on SQLite through every transport, and on PostgreSQL and MariaDB in-process
-# and through the FastCGI script.
+# Every transport a user has; ATOMMQ_TEST_TRANSPORTS=wsgi,fastcgi (say) runs fewer while you work.
 DATABASE_VARIANTS = tuple(f"{kind}@{db}" for db in databases.KINDS for kind in ("wsgi", "fastcgi"))
 ALL_TRANSPORTS = ("wsgi", "cgi", "fastcgi", *DATABASE_VARIANTS, *webservers.KINDS)
 TRANSPORTS = tuple(os.environ.get("ATOMMQ_TEST_TRANSPORTS", ",".join(ALL_TRANSPORTS)).split(","))
 SQLITE_TRANSPORTS = tuple(t for t in TRANSPORTS if "@" not in t)
-# For what HTTP has no part in (what is stored, and how it is written out): in-process, on
-# every database.
-IN_PROCESS = tuple(t for t in TRANSPORTS if t.partition("@")[0] == "wsgi")
+# Which transports a test of `client` runs on is chosen by what it is about (pytest_generate_tests):
+# - behaviour, the default: what AtomMQ does with what it is sent, which no transport changes
+#   (what is stored, written out, refused): in-process, on every database;
+# - @pytest.mark.http: an HTTP feature that a gateway or a web server could get wrong (a path's
+#   encoding, the query string, a request header AtomMQ reads or a response header it sends,
+#   HEAD, 304, a body's framing and limits, the prefix and host in links, an error's form):
+#   through every gateway and web server on SQLite, and in-process on the other databases;
+# - anything else (what only databases under concurrency show, say) names its transports with
+#   @pytest.mark.parametrize("transport", [...]).
+BEHAVIOUR = tuple(t for t in TRANSPORTS if t.partition("@")[0] == "wsgi")
+HTTP = SQLITE_TRANSPORTS + tuple(t for t in BEHAVIOUR if "@" in t)
 _DEPLOYED: list[tuple[Path, Path]] = []
 
 
@@ -395,9 +401,16 @@ def _remove_deployed_app() -> Iterator[None]:
         shutil.rmtree(app, ignore_errors=True)
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The transports of a test that does not name its own: HTTP or BEHAVIOUR (above)."""
+    if "transport" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "transport" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else names):
+            return
+    http = metafunc.definition.get_closest_marker("http") is not None
+    metafunc.parametrize("transport", HTTP if http else BEHAVIOUR)
 
 
 @pytest.fixture

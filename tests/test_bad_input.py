@@ -52,6 +52,7 @@ def test_bad_message_does_not_disturb_an_existing_feed(client):
     assert after.headers["etag"] == before.headers["etag"]
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     "name",
     ["", ".hidden", "-dash", "a/b", "a b", "x" * 101, "semi;colon", "a&b", "quote'd", "new%0Aline"],
@@ -62,11 +63,13 @@ def test_feed_name_outside_the_rule_is_400(client, name):
     assert client.get("/").text.count("<collection") == 0
 
 
+@pytest.mark.http
 def test_feed_name_rule_allows_letters_digits_dot_dash_underscore(client):
     for name in ("a", "x" * 100, "alerts.disk-full_2", "_private", "Ünïcödé"):
         assert client.post(f"/feed={name}", GOOD).status == 201, name
 
 
+@pytest.mark.http
 def test_body_over_the_limit_is_413_and_nothing_is_stored(make_client):
     client = make_client(max_body_bytes="1000")
     filler = "x" * (1000 - len(GOOD))
@@ -79,6 +82,7 @@ def test_body_over_the_limit_is_413_and_nothing_is_stored(make_client):
     assert_nothing_stored(client)
 
 
+@pytest.mark.http
 def test_body_over_the_limit_without_content_length_is_413(make_client):
     client = make_client(max_body_bytes="1000")
     response = client.request(
@@ -88,6 +92,7 @@ def test_body_over_the_limit_without_content_length_is_413(make_client):
     assert_nothing_stored(client)
 
 
+@pytest.mark.http
 def test_content_type_that_is_not_a_media_type_is_400(client):
     response = client.post("/feed=widgets", b"x", "nonsense")
     assert response.status == 400

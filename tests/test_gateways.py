@@ -74,6 +74,7 @@ def test_fastcgi_serves_the_socket_a_web_server_hands_it_on_stdin(tmp_path):
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.http
 def test_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
     client = make_client()
     client.get("/")  # start the server, where there is one
@@ -210,6 +211,7 @@ def test_default_database_folder_that_cannot_be_created_is_a_clear_start_up_erro
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.http
 def test_debug_log_names_the_headers_that_arrived_but_never_their_values(make_client):
     client = make_client(log_level="DEBUG")
     client.request("GET", "/", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})

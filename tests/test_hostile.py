@@ -1,4 +1,4 @@
-"""Hostile input, over every transport: entity and DTD attacks, structure bombs, broken UTF-8,
+"""Hostile input, through every gateway and web server and on every database: entity and DTD attacks, structure bombs, broken UTF-8,
 control characters, CR/LF aimed at headers, path and method tricks, SQL metacharacters,
 query-string tricks, lying and truncated lengths, slow bodies.
 
@@ -35,6 +35,8 @@ SERVER_REFUSALS = (400, 403, 404, 414, 431)
 PROCESS_PER_REQUEST = ("cgi", "lighttpd-cgi", "apache-cgi", "apache-htaccess")
 WEB_SERVERS = [t for t in TRANSPORTS if t in webservers.KINDS]
 FASTCGI_OR_WEB = [t for t in TRANSPORTS if t.startswith("fastcgi") or t in webservers.KINDS]
+# Hostile requests are HTTP in every part: every gateway and web server, and every database.
+pytestmark = pytest.mark.http
 XXE_FILE = (
     '<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
     "<entry><content>&x;</content></entry>"

@@ -19,6 +19,7 @@ def keyed_post(client, feed: str, key: str, body: str = ENTRY):
     )
 
 
+@pytest.mark.http
 def test_retry_with_the_same_key_gets_the_stored_message_back(client):
     first = keyed_post(client, "alerts", "cron-db1-2026-11-29T03:00")
     retry = keyed_post(client, "alerts", "cron-db1-2026-11-29T03:00")
@@ -54,6 +55,7 @@ def test_keys_are_per_feed_and_messages_without_a_key_never_collide(client):
     assert len(client.get("/feed=b").ids()) == 1
 
 
+@pytest.mark.http
 @pytest.mark.parametrize("key", ["has space", "x" * 201, "caf\u00e9"])
 def test_a_key_outside_the_rule_is_400_and_nothing_is_stored(client, key):
     response = client.request(

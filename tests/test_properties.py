@@ -1,4 +1,5 @@
-"""Properties that hold whatever a client sends (hypothesis), on every transport:
+"""Properties that hold whatever a client sends (hypothesis): in-process on every database, and
+those about a header, a path or any request at all through every gateway and web server too:
 
 1. an entry, plain-text or other body that the server accepts (201) comes back exactly as sent,
    at its Location and at the end of the feed it was posted to, and in no other feed;
@@ -40,8 +41,7 @@ _feed_numbers = itertools.count()
 def examples(client: Client, many: int) -> int:
     """Examples of one property on this transport. A request costs a millisecond or so in-process
     and through the FastCGI script, a few through a web server, and a third of a second wherever
-    CGI starts Python for it (README, Performance). Over all 13 transports the file takes some
-    5 minutes on 2 cores (4 min 39 s measured in November 2026), of a budget of 6."""
+    CGI starts Python for it (README, Performance)."""
     if client.kind in CGI_KINDS:
         return max(1, many // 50)
     if client.kind in webservers.KINDS:
@@ -511,6 +511,7 @@ def media_bodies(draw: Any) -> tuple[bytes, str]:
     return body, draw(OTHER_MEDIA.filter(lambda t: len(t) < 60))
 
 
+@pytest.mark.http
 def test_plain_text_and_other_media_come_back_exactly_as_sent(client):
     @given(plain_bodies() | media_bodies())
     @example(("\ufefb<3 from the lam-alef ligature".encode(), "text/plain"))
@@ -565,6 +566,7 @@ def variants(name: str) -> list[str]:
 VALID_NAMES = st.from_regex(r"\w[\w.-]{0,99}", fullmatch=True).filter(FEED_NAME.match)
 
 
+@pytest.mark.http
 def test_each_valid_feed_name_is_a_feed_of_its_own(client):
     @given(
         st.lists(VALID_NAMES, min_size=1, max_size=2).map(
@@ -677,6 +679,7 @@ def requests(
     return method, path + (f"?{query}" if query else ""), headers, body, feed
 
 
+@pytest.mark.http
 @pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")  # wsgiref.validate's, on odd methods
 def test_no_request_gets_a_5xx_and_one_refused_changes_nothing(client):
     seeded = "seeded"

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from lxml import etree
 
-from conftest import ATOM_NS, IN_PROCESS, PREFIX
+from conftest import ATOM_NS, PREFIX
 
 ATOM = "http://www.w3.org/2005/Atom"
 SEED_EXAMPLE = "<entry><title>allo</title><content>an important message</content></entry>"
@@ -20,6 +20,7 @@ def inner(element) -> str:
     return (element.text or "") + "".join(children)
 
 
+@pytest.mark.http
 def test_seed_curl_example_is_created_with_location_etag_and_entry(client):
     response = client.post("/feed=widgets", SEED_EXAMPLE)  # curl -d: form-encoded, no namespace
     assert response.status == 201
@@ -39,6 +40,7 @@ def test_seed_curl_example_is_created_with_location_etag_and_entry(client):
     )
 
 
+@pytest.mark.http
 def test_location_serves_the_stored_entry_and_its_etag(client):
     posted = client.post("/feed=widgets", SEED_EXAMPLE)
     fetched = client.get(posted.headers["location"])
@@ -111,6 +113,7 @@ def test_author_is_kept(client):
     assert got.findtext("a:author/a:name", namespaces=ATOM_NS) == "cron@db1"
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
 )
@@ -123,6 +126,7 @@ def test_plain_text_body_is_a_text_message(client, content_type):
     assert entry.find("a:content", ATOM_NS).get("type") is None
 
 
+@pytest.mark.http
 def test_body_of_another_media_type_is_stored_with_that_type(client):
     body = b'{"order": 17, "items": ["\xc3\xa9"]}'
     assert client.post("/feed=orders", body, "application/json").status == 201
@@ -139,6 +143,7 @@ def test_form_fields_in_the_body_never_move_a_message_to_another_feed(client):
     assert client.get("/feed=other").status == 404
 
 
+@pytest.mark.http
 def test_non_ascii_feed_name_is_percent_encoded_in_links(client):
     response = client.publish("café-λ", "x")
     assert response.headers["location"].startswith("http://localhost/atommq/feed=caf%C3%A9-%CE%BB/entry=")
@@ -148,6 +153,7 @@ def test_non_ascii_feed_name_is_percent_encoded_in_links(client):
     assert feed.link("self") == "http://localhost/atommq/feed=caf%C3%A9-%CE%BB"
 
 
+@pytest.mark.http
 def test_body_without_content_length_is_read_to_the_end(client):
     """Apache's CGI sends chunked uploads with no CONTENT_LENGTH: the message must arrive whole."""
     text = "x" * 100_000
@@ -162,6 +168,7 @@ def test_body_without_content_length_is_read_to_the_end(client):
     assert client.get("/feed=chunked").entries()[0].findtext("a:content", namespaces=ATOM_NS) == text
 
 
+@pytest.mark.http
 def test_links_use_the_mount_prefix_once(client):
     response = client.publish("widgets", "x")
     assert response.headers["location"].count(PREFIX) == 1
@@ -179,7 +186,6 @@ APP = "{http://www.w3.org/2007/app}"
 XHTML_DIV = '<div xmlns="http://www.w3.org/1999/xhtml">a <b>bold</b> summary</div>'
 
 
-@pytest.mark.parametrize("transport", IN_PROCESS)
 @pytest.mark.parametrize(
     "summary",
     ["<summary>plain &amp; simple</summary>", '<summary type="html">&lt;b&gt;x&lt;/b&gt;</summary>']
@@ -201,7 +207,6 @@ def test_the_publishers_summary_comes_back_exactly_as_sent(client, summary):
         assert (returned[0].get("type"), inner(returned[0])) == (sent.get("type"), inner(sent))
 
 
-@pytest.mark.parametrize("transport", IN_PROCESS)
 def test_base64_content_without_a_summary_gets_one_naming_its_type_and_size(client):
     """RFC 4287 4.1.1.1: an entry whose content is Base64 MUST have a summary."""
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -212,7 +217,6 @@ def test_base64_content_without_a_summary_gets_one_naming_its_type_and_size(clie
     assert summaries == ["image/png, 1032 bytes", "application/json, 8 bytes"]
 
 
-@pytest.mark.parametrize("transport", IN_PROCESS)
 @pytest.mark.parametrize(
     "content",
     [
@@ -228,7 +232,6 @@ def test_content_a_reader_can_show_gets_no_summary_of_ours(client, content):
     assert client.get("/feed=widgets").entries()[0].find("a:summary", ATOM_NS) is None
 
 
-@pytest.mark.parametrize("transport", IN_PROCESS)
 def test_entries_carry_app_edited_equal_to_updated(client):
     """RFC 5023 10.2: a message is never edited, so it was last edited when it was stored."""
     response = client.publish("widgets", "x")
@@ -242,7 +245,6 @@ def test_entries_carry_app_edited_equal_to_updated(client):
         assert edited[0].text == entry.findtext("a:updated", namespaces=ATOM_NS)
 
 
-@pytest.mark.parametrize("transport", IN_PROCESS)
 def test_a_database_from_before_summaries_is_brought_up_to_date(make_client):
     old = make_client()
     assert old.post("/feed=files", b"\x00\x01\x02", "application/octet-stream").status == 201

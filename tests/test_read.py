@@ -13,6 +13,7 @@ def publish_many(client, feed: str, count: int) -> list[str]:
     ]
 
 
+@pytest.mark.http
 def test_feed_lists_messages_oldest_first_with_feed_metadata(client):
     ids = publish_many(client, "widgets", 3)
     response = client.get("/feed=widgets")
@@ -53,6 +54,7 @@ def test_cursor_may_be_the_bare_uuid(client):
     assert client.get(f"/feed=widgets?start_after={ids[0].removeprefix('urn:uuid:')}").ids() == ids[1:]
 
 
+@pytest.mark.http
 @pytest.mark.parametrize("empty", ["", "0"])
 def test_empty_cursor_reads_from_the_first_message(client, empty):
     ids = publish_many(client, "widgets", 2)
@@ -64,6 +66,7 @@ def test_empty_cursor_reads_from_the_first_message(client, empty):
     assert client.get(f"/feed=widgets?start_after={empty}", if_none_match=page.headers["etag"]).status == 304
 
 
+@pytest.mark.http
 @pytest.mark.parametrize("parameter", ["start_after", "start_at"])
 def test_self_link_is_the_url_asked_for(client, parameter):
     ids = publish_many(client, "widgets", 2)
@@ -108,6 +111,7 @@ def test_cursor_that_this_feed_never_had_is_400_naming_the_id(client):
         assert cursor in response.text
 
 
+@pytest.mark.http
 @pytest.mark.parametrize("query", ["start_after=a&start_at=b", "start_after=a&start_after=b", "startafter=x"])
 def test_bad_query_parameters_are_400(client, query):
     publish_many(client, "widgets", 1)
@@ -116,6 +120,7 @@ def test_bad_query_parameters_are_400(client, query):
     assert "start_after" in response.text
 
 
+@pytest.mark.http
 def test_polling_with_if_none_match_is_304_until_a_new_message(client):
     ids = publish_many(client, "widgets", 2)
     for url in ("/feed=widgets", f"/feed=widgets?start_after={ids[-1]}"):
@@ -137,6 +142,7 @@ def test_polling_with_if_none_match_is_304_until_a_new_message(client):
         assert fresh.headers["etag"] != etag
 
 
+@pytest.mark.http
 def test_head_gives_the_headers_of_get_without_a_body(client):
     posted = client.publish("widgets", "x")
     for url in ("/", "/feed=widgets", posted.headers["location"]):
@@ -149,6 +155,7 @@ def test_head_gives_the_headers_of_get_without_a_body(client):
         assert head.headers.get("etag") == got.headers.get("etag")
 
 
+@pytest.mark.http
 def test_service_document_lists_each_feed_as_a_collection(client):
     client.publish("widgets", "x")
     client.publish("gadgets", "y")
@@ -170,6 +177,7 @@ def test_service_document_of_an_empty_store_is_valid(client):
     assert client.get("/").status == 200
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     ("method", "url", "allow"),
     [
@@ -186,6 +194,7 @@ def test_other_methods_get_405_with_allow(client, method, url, allow):
     assert client.get("/feed=widgets").status == 404  # nothing was stored
 
 
+@pytest.mark.http
 def test_unknown_path_and_unknown_entry_are_404(client):
     client.publish("widgets", "x")
     assert client.get("/feeds/widgets").status == 404
