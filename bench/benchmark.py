@@ -30,22 +30,10 @@ ENTRY = b"<entry><title>benchmark</title><content>an important message, of a typ
 
 
 def params(method: str, path: str, query: str = "", body: bytes = b"", etag: str = "") -> dict[str, str]:
-    meta = {
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "/atommq",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "localhost",
-    }
-    if body:
-        meta.update(CONTENT_LENGTH=str(len(body)), CONTENT_TYPE="application/atom+xml")
+    headers = {"Content-Type": "application/atom+xml"} if body else {}
     if etag:
-        meta["HTTP_IF_NONE_MATCH"] = etag
-    return meta
+        headers["If-None-Match"] = etag
+    return fastcgi_client.meta_variables(method, path, query, headers, body)
 
 
 def status_and_etag(output: bytes) -> tuple[int, str]:

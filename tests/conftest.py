@@ -74,7 +74,7 @@ class Response:
         return None if found is None else found.get("href")
 
 
-def _parse_cgi_output(output: bytes) -> Response:
+def parse_cgi_output(output: bytes) -> Response:
     head, separator, body = output.partition(b"\r\n\r\n")
     if not separator:
         head, _, body = output.partition(b"\n\n")
@@ -130,11 +130,11 @@ class Client:
     @property
     def db_path(self) -> Path:
         assert self.database == "sqlite", "db_path is a SQLite file's"
-        return self._web().db_path if self.kind in webservers.KINDS else self.tmp / "atommq.db"
+        return self.web_server.db_path if self.kind in webservers.KINDS else self.tmp / "atommq.db"
 
     @property
     def log(self) -> str:
-        path = self._web().log_path if self.kind in webservers.KINDS else self.tmp / "atommq.log"
+        path = self.web_server.log_path if self.kind in webservers.KINDS else self.tmp / "atommq.log"
         return path.read_text("utf-8") if path.exists() else ""
 
     def request(
@@ -158,25 +158,8 @@ class Client:
         if parts.scheme:
             assert path.startswith(PREFIX), f"{target} is not under {PREFIX}"
             path = path[len(PREFIX) :]
-        meta = {
-            "GATEWAY_INTERFACE": "CGI/1.1",
-            "REQUEST_METHOD": method,
-            "SCRIPT_NAME": PREFIX,
-            "PATH_INFO": path,
-            "QUERY_STRING": parts.query,
-            "REQUEST_URI": PREFIX + target if not parts.scheme else parts.path,
-            "SERVER_NAME": "localhost",
-            "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "SERVER_SOFTWARE": "atommq-tests",
-            "REMOTE_ADDR": "127.0.0.1",
-            "HTTP_HOST": "localhost",
-        }
-        for name, value in (headers or {}).items():
-            key = name.upper().replace("-", "_")
-            meta[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
-        if body and send_length:
-            meta["CONTENT_LENGTH"] = str(len(body))
+        meta = fastcgi_client.meta_variables(method, path, parts.query, headers, body if send_length else b"")
+        meta["REQUEST_URI"] = PREFIX + target if not parts.scheme else parts.path  # as the client sent it
         if content_length is not None:
             assert self.kind not in webservers.KINDS, "a web server checks Content-Length itself"
             meta["CONTENT_LENGTH"] = content_length
@@ -189,7 +172,7 @@ class Client:
             response = getattr(self, "_via_" + self.kind)(meta, body)
         if not (server_may_refuse and self.kind in webservers.KINDS):
             base = self.settings.get("ATOMMQ_BASE_URL", "http://localhost" + PREFIX).rstrip("/")
-            self._check(method, response, base + path + (f"?{parts.query}" if parts.query else ""))
+            self.check(method, response, base + path + (f"?{parts.query}" if parts.query else ""))
         return response
 
     def get(self, target: str, **headers: str) -> Response:
@@ -213,8 +196,18 @@ class Client:
         assert response.status == 201, response.text
         return response
 
+    def whole_feed(self, feed: str) -> list[str]:
+        """Every message id of a feed, oldest first, following rel="next" from page to page."""
+        ids, url = [], f"/feed={feed}"
+        while url:
+            page = self.get(url)
+            assert page.status == 200, page.text
+            ids += page.ids()
+            url = page.link("next")
+        return ids
+
     @staticmethod
-    def _check(method: str, response: Response, location: str | None = None) -> None:
+    def check(method: str, response: Response, location: str | None = None) -> None:
         content_type = response.headers.get("content-type", "")
         if response.status == 304:
             assert response.body == b""
@@ -271,16 +264,29 @@ class Client:
         done = subprocess.run([str(CGI_SCRIPT)], input=body, env=environ, capture_output=True, timeout=60)
         if done.stderr:
             (self.tmp / "cgi-stderr.log").open("ab").write(done.stderr)
-        return _parse_cgi_output(done.stdout)
+        return parse_cgi_output(done.stdout)
 
-    def _via_fastcgi(self, meta: dict[str, str], body: bytes) -> Response:
+    @property
+    def fastcgi_server(self) -> "FastCGIServer":
+        """The atommq.fcgi that this client's requests go to (started on first use)."""
         if self._server is None:
             # A short path: unix socket paths are limited to 107 bytes, tmp_path can be longer.
             self._server = FastCGIServer(Path(tempfile.mkdtemp(prefix="amq")) / "s", self.env, self.tmp)
-        stdout, _ = fastcgi_client.request(str(self._server.socket), meta, body)
-        return _parse_cgi_output(stdout)
+        return self._server  # type: ignore[no-any-return]
 
-    def _web(self) -> webservers.WebServer:
+    def stop_server(self) -> None:
+        """Stop this client's server; the next request starts a new one on the same database."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _via_fastcgi(self, meta: dict[str, str], body: bytes) -> Response:
+        stdout, _ = fastcgi_client.request(str(self.fastcgi_server.socket), meta, body)
+        return parse_cgi_output(stdout)
+
+    @property
+    def web_server(self) -> webservers.WebServer:
+        """The lighttpd or Apache that this client's requests go through (started on first use)."""
         if self._server is None:
             python, app = _deployed_app()
             settings = dict(self.settings)
@@ -292,7 +298,7 @@ class Client:
     def _via_http(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, send_length: bool
     ) -> Response:
-        server = self._web()
+        server = self.web_server
         target = (
             PREFIX
             + quote(path.encode("utf-8", "surrogateescape"), safe="/=;:@!$&'()*+,~")
@@ -321,8 +327,7 @@ class Client:
             connection.close()
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+        self.stop_server()
         if self._store is not None:
             self._store.close()  # its pooled connections go before the database does
         for handler in self._log.handlers if self._log is not None else ():

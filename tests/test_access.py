@@ -216,7 +216,7 @@ def test_cli_refuses_short_passwords_and_bad_names(tmp_path):
 def shared_host_settings(client, ini: str, htaccess: str = "") -> Path:
     """What a shared-host user edits, on a running server: the INI file their .htaccess names
     (read again by each CGI request) and, for the web server's own login, the .htaccess."""
-    server = client._web()
+    server = client.web_server
     state = server.db_path.parent
     server.ini.write_text(f"[atommq]\nlog_file = {server.log_path}\n{ini}")
     if htaccess:
@@ -231,7 +231,7 @@ def shared_host_settings(client, ini: str, htaccess: str = "") -> Path:
 @pytest.mark.parametrize("transport", ["apache-htaccess"])
 def test_a_shared_host_user_switches_access_control_on_without_touching_the_web_server(client):
     assert client.publish("alerts.disk", "before").status == 201  # open, as by default
-    state = client._web().db_path.parent
+    state = client.web_server.db_path.parent
     for name in ("cron", "alice"):
         assert (
             atommq_users("add", name, "--file", str(state / "users"), password=PASSWORDS[name]).returncode
@@ -250,7 +250,7 @@ def test_a_shared_host_user_switches_access_control_on_without_touching_the_web_
 @pytest.mark.parametrize("transport", ["apache-htaccess"])
 def test_behind_the_web_servers_own_login_its_user_is_trusted(client):
     client.get("/")
-    state = client._web().db_path.parent
+    state = client.web_server.db_path.parent
     subprocess.run(["htpasswd", "-bc", str(state / "htpasswd"), "cron", "apache-pass-1"], check=True)
     subprocess.run(["htpasswd", "-b", str(state / "htpasswd"), "alice", "apache-pass-2"], check=True)
     login_by_apache = f"""

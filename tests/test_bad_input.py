@@ -36,7 +36,8 @@ def test_bad_entry_is_400_with_a_reason_and_nothing_is_stored(client, name):
     body, reason = BAD_ENTRIES[name]
     started = time.monotonic()
     response = client.post("/feed=widgets", body, "application/atom+xml")
-    assert time.monotonic() - started < 5  # CGI start-up included; the parse itself is instant
+    # No entity expansion or backtracking blow-up: those take minutes or hours, not seconds.
+    assert time.monotonic() - started < 30
     assert response.status == 400
     assert reason in response.text
     assert "root:" not in response.text  # no file contents leaked

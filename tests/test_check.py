@@ -14,7 +14,7 @@ import pytest
 from atommq.check import check_body_limit, check_bytecode, render, run_checks
 from atommq.check_install import venv_folder
 from atommq.permissions import User, find_user
-from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, _parse_cgi_output, need
+from conftest import CGI_SCRIPT, FCGI_SCRIPT, ROOT, need, parse_cgi_output
 from webservers import SYSTEM_PYTHON, www_python
 
 ME = find_user()  # who runs the tests (root, in CI)
@@ -96,7 +96,7 @@ def test_write_test_on_an_existing_database_rolls_back(tmp_path):
         "SERVER_PROTOCOL": "HTTP/1.1",
     }
     done = subprocess.run([str(CGI_SCRIPT)], input=ENTRY, env=env, capture_output=True, timeout=60)
-    assert _parse_cgi_output(done.stdout).status == 201
+    assert parse_cgi_output(done.stdout).status == 201
     status, lines = check(tmp_path)
     assert status == 0, lines
     assert (

@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, need
+from webservers import free_port
 
 ENTRY = "<entry><title>allo</title><content>an important message</content></entry>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,16 +10,6 @@ import pytest
 from conftest import ATOM_NS
 
 
-def whole_feed(client, feed: str) -> list[str]:
-    """Every message id of the feed, following rel="next" from page to page."""
-    ids, url = [], f"/feed={feed}"
-    while url:
-        page = client.get(url)
-        ids += page.ids()
-        url = page.link("next")
-    return ids
-
-
 @pytest.mark.parametrize("transport", ["fastcgi", "fastcgi@postgresql", "fastcgi@mariadb"])
 def test_acknowledged_messages_survive_kill_9_of_the_server(client):
     client.publish("load", "before")
@@ -41,21 +31,20 @@ def test_acknowledged_messages_survive_kill_9_of_the_server(client):
     for thread in publishers:
         thread.start()
     time.sleep(1.5)
-    client._server.process.kill()  # SIGKILL: no cleanup, transactions cut wherever they are
-    client._server.process.wait()
+    client.fastcgi_server.process.kill()  # SIGKILL: no cleanup, transactions cut wherever they are
+    client.fastcgi_server.process.wait()
     stop.set()
     for thread in publishers:
         thread.join(timeout=30)
-    client._server.stop()
-    client._server = None  # the next request starts a new server on the same database
+    client.stop_server()  # the next request starts a new server on the same database
     assert len(acknowledged) > 20, "the load was too light to mean anything"
 
-    feed = whole_feed(client, "load")
+    feed = client.whole_feed("load")
     assert len(feed) == len(set(feed))
     assert set(acknowledged) <= set(feed)  # every acknowledged message is there
     assert len(feed) <= len(acknowledged) + 1 + 4  # at most one unacknowledged per publisher
     after = client.publish("load", "after").xml().findtext("a:id", namespaces=ATOM_NS)
-    assert whole_feed(client, "load") == [*feed, after]
+    assert client.whole_feed("load") == [*feed, after]
     if client.database == "sqlite":
         with sqlite3.connect(client.db_path) as connection:
             assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -15,21 +15,21 @@ from pathlib import Path
 import pytest
 
 import fastcgi_client
-from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, SQLITE_TRANSPORTS, _parse_cgi_output
+from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, SQLITE_TRANSPORTS, parse_cgi_output
 
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
 
 
-def cgi_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def cgi_env(
+    tmp_path: Path, method: str = "GET", path: str = "/", body: bytes = b"", content_type: str = ""
+) -> dict[str, str]:
+    """The environment of a request to the CGI script (or the parameters of a FastCGI one), with
+    a database in tmp_path."""
+    headers = {"Content-Type": content_type} if content_type else {}
     return {
         "PATH": os.environ.get("PATH", ""),
         "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db",
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SCRIPT_NAME": "/atommq",
-        **extra,
+        **fastcgi_client.meta_variables(method, path, headers=headers, body=body),
     }
 
 
@@ -55,17 +55,11 @@ def test_fastcgi_serves_the_socket_a_web_server_hands_it_on_stdin(tmp_path):
     server = subprocess.Popen([str(FCGI_SCRIPT)], stdin=listener.fileno(), env=env, stderr=subprocess.PIPE)
     listener.close()
     try:
-        params = cgi_env(
-            tmp_path,
-            REQUEST_METHOD="POST",
-            PATH_INFO="/feed=widgets",
-            CONTENT_LENGTH=str(len(ENTRY)),
-            CONTENT_TYPE="application/x-www-form-urlencoded",
-        )
-        response = _parse_cgi_output(fastcgi_client.request(str(path), params, ENTRY)[0])
+        params = cgi_env(tmp_path, "POST", "/feed=widgets", ENTRY, "application/x-www-form-urlencoded")
+        response = parse_cgi_output(fastcgi_client.request(str(path), params, ENTRY)[0])
         assert response.status == 201
         params.update(REQUEST_METHOD="GET", CONTENT_LENGTH="")
-        response = _parse_cgi_output(fastcgi_client.request(str(path), params)[0])
+        response = parse_cgi_output(fastcgi_client.request(str(path), params)[0])
         assert response.status == 200
         assert b"an important message" in response.body
     finally:
@@ -93,13 +87,7 @@ def test_concurrent_first_posts_to_a_new_feed_all_succeed(make_client):
 
 
 def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path):
-    env = cgi_env(
-        tmp_path,
-        REQUEST_METHOD="POST",
-        PATH_INFO="/feed=brand-new",
-        CONTENT_LENGTH=str(len(ENTRY)),
-        CONTENT_TYPE="text/plain",
-    )
+    env = cgi_env(tmp_path, "POST", "/feed=brand-new", ENTRY, "text/plain")
     processes = [
         subprocess.Popen(
             [str(CGI_SCRIPT)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -107,14 +95,14 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
         for _ in range(8)
     ]
     outputs = [p.communicate(ENTRY, timeout=60) for p in processes]
-    assert [_parse_cgi_output(out).status for out, _ in outputs] == [201] * 8, outputs[0][1]
+    assert [parse_cgi_output(out).status for out, _ in outputs] == [201] * 8, outputs[0][1]
     get = subprocess.run(
         [str(CGI_SCRIPT)],
         env={**env, "REQUEST_METHOD": "GET", "CONTENT_LENGTH": ""},
         capture_output=True,
         timeout=60,
     )
-    assert _parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
+    assert parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
 
 
 @pytest.mark.parametrize(
@@ -130,9 +118,9 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
 )
 def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name, value):
     setting = name.removeprefix("ATOMMQ_").lower()
-    env = {**cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/"), name: value}
+    env = {**cgi_env(tmp_path), name: value}
     cgi = subprocess.run([str(CGI_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
-    response = _parse_cgi_output(cgi.stdout.encode())
+    response = parse_cgi_output(cgi.stdout.encode())
     assert response.status == 500
     assert value not in response.text  # the client learns only that the log has the reason
     assert setting in cgi.stderr and repr(value) in cgi.stderr
@@ -169,14 +157,14 @@ def test_fastcgi_started_by_hand_listens_on_host_and_port(tmp_path):
     env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
     server = subprocess.Popen([str(FCGI_SCRIPT), f"127.0.0.1:{port}"], env=env, stderr=subprocess.PIPE)
     try:
-        params = cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/")
+        params = cgi_env(tmp_path)
         for _ in range(200):
             try:
                 output = fastcgi_client.request(("127.0.0.1", port), params)[0]
                 break
             except OSError:
                 time.sleep(0.05)
-        assert _parse_cgi_output(output).status == 200
+        assert parse_cgi_output(output).status == 200
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -202,10 +190,10 @@ def test_locked_database_is_503_with_retry_after_and_the_next_request_succeeds(c
 
 def test_default_database_folder_that_cannot_be_created_is_a_clear_start_up_error(tmp_path):
     # /proc refuses new folders even to root: like /var/www/.local for www-data on Debian.
-    env = {**cgi_env(tmp_path, REQUEST_METHOD="GET", PATH_INFO="/"), "XDG_DATA_HOME": "/proc/atommq"}
+    env = {**cgi_env(tmp_path), "XDG_DATA_HOME": "/proc/atommq"}
     del env["ATOMMQ_DATABASE_URL"]
     done = subprocess.run([str(CGI_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
-    assert _parse_cgi_output(done.stdout.encode()).status == 500
+    assert parse_cgi_output(done.stdout.encode()).status == 500
     assert "cannot create the default folder '/proc/atommq/atommq'" in done.stderr
     assert "ATOMMQ_DATABASE_URL" in done.stderr
     assert "Traceback" not in done.stderr

@@ -50,7 +50,7 @@ for n in range(count):
 
 
 def start_publishers(heads, tmp: Path, count: int, retry: bool) -> tuple[list[subprocess.Popen[str]], Path]:
-    addresses = ",".join(f"127.0.0.1:{head._web().port}" for head in heads)
+    addresses = ",".join(f"127.0.0.1:{head.web_server.port}" for head in heads)
     start = tmp / "start"
     publishers = [
         subprocess.Popen(
@@ -77,17 +77,6 @@ def outcomes(publishers: list[subprocess.Popen[str]]) -> list[list]:
     done = [p.communicate(timeout=600) for p in publishers]
     assert all(not err for _, err in done), [err for _, err in done]
     return [json.loads(line) for out, _ in done for line in out.splitlines()]
-
-
-def whole_feed(client, feed: str) -> list[str]:
-    """Every message id of a feed, oldest first, page after page."""
-    ids: list[str] = []
-    while True:
-        response = client.get(f"/feed={feed}" + (f"?start_after={ids[-1]}" if ids else ""))
-        assert response.status == 200
-        if not response.ids():
-            return ids
-        ids += response.ids()
 
 
 def two_heads(client, make_client):
@@ -117,13 +106,13 @@ def test_eight_publishing_processes_over_two_web_servers_store_every_message_onc
     assert len(answers) == 8 * 250
     for feed in ("fresh", "load"):
         acknowledged = [a[2] for a in answers if a[0] == feed]
-        stored = whole_feed(heads[0], feed)
+        stored = heads[0].whole_feed(feed)
         if feed == "load":
             stored = stored[1:]  # "first", published before
         assert len(stored) == len(set(stored)) == len(acknowledged)  # nothing doubled
         assert set(stored) == set(acknowledged)  # nothing lost
-    everything = whole_feed(heads[0], "load")
-    assert whole_feed(heads[1], "load") == everything  # one order, whichever head is asked
+    everything = heads[0].whole_feed("load")
+    assert heads[1].whole_feed("load") == everything  # one order, whichever head is asked
     assert everything[: len(seen)] == seen  # the consumer saw every message once, in that order
     assert "Traceback" not in heads[0].log + heads[1].log
 
@@ -158,7 +147,7 @@ def test_a_lock_held_too_long_is_503_and_the_retry_stores_the_message_once(clien
     refused = [attempt for a in answers for attempt in a[3]]
     assert refused and all(attempt == [503, "1"] for attempt in refused)  # with Retry-After: 1
     assert [a for a in answers if a[1] != 201] == []  # every retry then succeeded
-    stored = whole_feed(heads[1], "load")[1:]
+    stored = heads[1].whole_feed("load")[1:]
     acknowledged = [a[2] for a in answers if a[0] == "load"]
     assert len(stored) == len(set(stored)) == 8 * 59 and set(stored) == set(acknowledged)
     contents = [e.findtext("a:content", namespaces=ATOM_NS) for e in heads[0].get("/feed=load").entries()]

@@ -116,7 +116,7 @@ def test_two_web_heads_and_eight_publishing_processes_behave_as_one(client, make
     heads = [client, other]
     client.publish("load", "first")
     other.get("/")  # start the second head
-    sockets = ",".join(str(head._server.socket) for head in heads)
+    sockets = ",".join(str(head.fastcgi_server.socket) for head in heads)
     publishers = [
         subprocess.Popen(
             [sys.executable, "-c", PUBLISHER, str(Path(__file__).parent), sockets, "30", str(w)],

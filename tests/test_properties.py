@@ -703,7 +703,7 @@ def test_no_request_gets_a_5xx_and_one_refused_changes_nothing(client):
         if web and (
             response.status < 400 or response.headers.get("content-type", "").startswith("text/plain")
         ):
-            Client._check(method, response)  # AtomMQ's answer; a web server's own error page is not
+            Client.check(method, response)  # AtomMQ's answer; a web server's own error page is not
         assert response.status < 500
         after = ({name: state(client, name) for name in watched}, feed_names(client))
         if response.status == 201 and "idempotent-replayed" not in response.headers:

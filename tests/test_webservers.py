@@ -17,7 +17,7 @@ pytestmark = pytest.mark.parametrize("transport", WAYS)
 
 def raw(client, method: str, path: str, body: bytes = b"", chunked: bool = False):
     """A request as a client on the network sends it: the real Host and port."""
-    server = client._web()
+    server = client.web_server
     connection = HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         headers = {"Content-Type": "application/atom+xml"} if body else {}
@@ -36,7 +36,7 @@ def raw(client, method: str, path: str, body: bytes = b"", chunked: bool = False
 
 def exchange(client, request: bytes, timeout: float = 60):
     """Exactly these bytes, for what http.client will not send (a Content-Length that is no number)."""
-    with socket.create_connection(("127.0.0.1", client._web().port), timeout=timeout) as sock:
+    with socket.create_connection(("127.0.0.1", client.web_server.port), timeout=timeout) as sock:
         sock.sendall(request)
         answer = HTTPResponse(sock)
         answer.begin()
@@ -133,7 +133,7 @@ def test_the_prefix_is_matched_exactly(client):
 
 
 def test_links_carry_the_host_and_port_the_client_used(client):
-    server = client._web()
+    server = client.web_server
     status, headers, _ = raw(client, "POST", "/atommq/feed=widgets", b"<entry><content>x</content></entry>")
     assert status == 201
     assert headers["location"].startswith(f"{server.url}/feed=widgets/entry=")
@@ -143,7 +143,7 @@ def test_links_carry_the_host_and_port_the_client_used(client):
 
 def test_the_apps_errors_reach_the_servers_error_log(make_client):
     client = make_client(log_file="")  # no log file: errors go where the web server logs
-    server = client._web()
+    server = client.web_server
     server.db_path.write_bytes(b"this is not a SQLite database, it is garbage" * 100)
     response = client.get("/feed=widgets")
     assert response.status == 500
@@ -154,7 +154,7 @@ def test_the_apps_errors_reach_the_servers_error_log(make_client):
 def test_the_authorization_header_reaches_the_app(make_client):
     """Apache hides it from CGI and FastCGI unless told (CGIPassAuth On, in every sample)."""
     client = make_client(log_level="DEBUG")
-    server = client._web()
+    server = client.web_server
     connection = HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         connection.request("GET", "/atommq/", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
