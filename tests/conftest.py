@@ -1,9 +1,12 @@
-"""Fixtures: one behaviour suite, run over every transport a user has.
+"""Fixtures: one client that speaks to AtomMQ through any transport a user has.
 
-`client` is parametrized over:
-  wsgi     the app in-process, wrapped in wsgiref.validate (PEP 3333 conformance checked)
-  cgi      the real cgi-bin/atommq.cgi, run as a subprocess per request, as a web server does
-  fastcgi  the real cgi-bin/atommq.fcgi, serving a unix socket, spoken to over FastCGI
+`client` (and `make_client`) is parametrized over transports:
+  wsgi      the app in-process, wrapped in wsgiref.validate (PEP 3333 conformance checked)
+  cgi       the real cgi-bin/atommq.cgi, run as a subprocess per request, as a web server does
+  fastcgi   the real cgi-bin/atommq.fcgi, serving a unix socket, spoken to over FastCGI
+  KIND@DB   the same on PostgreSQL or MariaDB (a database of its own per client)
+  lighttpd-fastcgi, apache-cgi, ...  the real web servers, from the samples in deploy/
+Which of them a test runs on follows from what it is about (pytest_generate_tests, below).
 Each client has its own SQLite file and log file in tmp_path. Every Atom or AtomPub document a
 client receives is validated against the RFC schemas and the feed validators' rules (conformance.py);
 every error must be one line of text.
