@@ -105,6 +105,18 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
     assert parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
 
 
+def atommq_command(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python3 -m atommq ARGUMENTS`, from the checkout, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "atommq", *arguments],
+        env=env,
+        cwd=CGI_SCRIPT.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -129,14 +141,7 @@ def test_bad_setting_stops_start_up_naming_the_setting_and_value(tmp_path, name,
     )
     assert fcgi.returncode == 2
     assert setting in fcgi.stderr and repr(value) in fcgi.stderr
-    serve = subprocess.run(
-        ["python3", "-m", "atommq", "serve", "--port", "0"],
-        env=env,
-        cwd=CGI_SCRIPT.parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    serve = atommq_command(env, "serve", "--port", "0")
     assert serve.returncode == 2
     assert setting in serve.stderr and repr(value) in serve.stderr
 
@@ -308,14 +313,7 @@ def test_serve_on_a_port_in_use_says_which_and_what_to_do(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
-        done = subprocess.run(
-            [sys.executable, "-m", "atommq", "serve", "--port", str(port)],
-            env=env,
-            cwd=CGI_SCRIPT.parent.parent,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done = atommq_command(env, "serve", "--port", str(port))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
