@@ -185,7 +185,7 @@ class _App:
         key = inbound.idempotency_key(environ)
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
-                with self.store.transaction() as session:
+                with self.store.writing() as session:
                     message, replayed = session.append(name, draft, now=now_utc(), key=key)
                     # Rendered before the commit: should it fail, the message is not stored either.
                     document = atom.render_entry(message)

@@ -130,7 +130,7 @@ def check_database_write(settings: config.Config, path: str | None) -> Result:
     store = None
     try:
         store = Store(dataclasses.replace(settings, database_url=url, database_is_default=False), pool_size=1)
-        with store.transaction(commit=False) as session:  # rolled back: nothing is stored
+        with store.writing(commit=False) as session:  # rolled back: nothing is stored
             session.append("atommq-check", Draft("", "text", "atommq check", "text"), now="")
         what = "a scratch file beside it, then removed" if scratch else url
         result = Result("write", "ok", f"wrote to {what} ({store.dialect}), rolled back")
@@ -153,7 +153,7 @@ def check_database_write(settings: config.Config, path: str | None) -> Result:
     finally:
         if store is not None:
             store.close()
-        for suffix in ("", "-wal", "-shm", "-journal") if scratch else ():
+        for suffix in ("", "-wal", "-shm", "-journal", "-writer") if scratch else ():
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
     return result
 

@@ -4,8 +4,12 @@ database AtomMQ supports, the folder a SQLite file needs, and what a driver's er
 No tables (schema.py's), no queries (store.py's), no HTTP.
 """
 
+import contextlib
+import fcntl
 import os
 import pwd
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import dataset
@@ -58,6 +62,81 @@ def connect(config: Config, pool_size: int) -> dataset.Database:
     return dataset.connect(
         url, ensure_schema=False, engine_kwargs=engine_kwargs, on_connect_statements=statements
     )
+
+
+class WriterTurns:
+    """Writers to one SQLite file take turns on locks of their own before they reach SQLite:
+    SQLite's busy handler makes a waiting writer sleep for growing intervals (1, 2, 5, ... 100 ms)
+    instead of waking it when the lock is free, which under 8 concurrent publishers made the
+    slowest 1% wait 100-200 ms. A thread lock queues the threads of one process; an exclusive
+    flock on a file beside the database (flock and SQLite's own fcntl locks do not meet) queues
+    the processes, and the kernel wakes the next one as soon as the lock is free. (Polling the
+    flock every half millisecond instead left the p99 at 90 ms: the process that had just
+    written kept winning.) After LOCK_WAIT_SECONDS without a turn: a 503, as a busy database gets."""
+
+    def __init__(self, database_path: str) -> None:
+        self._threads = threading.Lock()
+        # Read-only is enough for flock, and lets any user that can read the folder take turns
+        # (a `check` run as root creates the file too).
+        self._file = os.open(database_path + "-writer", os.O_RDONLY | os.O_CREAT, 0o644)
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        if not self._threads.acquire(timeout=LOCK_WAIT_SECONDS):
+            raise StoreUnavailable(_BUSY) from TimeoutError(_WAITED.format("this process's"))
+        handed_over = False
+        try:
+            if not self._lock_file():
+                handed_over = True  # the late waiter gives both locks back when it gets its turn
+                raise StoreUnavailable(_BUSY) from TimeoutError(_WAITED.format("another process's"))
+            try:
+                yield
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            if not handed_over:
+                self._threads.release()
+
+    def _lock_file(self) -> bool:
+        """Take the file lock, waiting in the kernel for LOCK_WAIT_SECONDS at most. flock has no
+        timeout: a waiter thread blocks on it, and if it is too late, gives the turn back."""
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        granted, guard, late = threading.Event(), threading.Lock(), [False]
+
+        def wait() -> None:
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            with guard:
+                if late[0]:
+                    fcntl.flock(self._file, fcntl.LOCK_UN)
+                    self._threads.release()
+                else:
+                    granted.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        if granted.wait(LOCK_WAIT_SECONDS):
+            return True
+        with guard:
+            late[0] = not granted.is_set()
+        return not late[0]
+
+    def close(self) -> None:
+        os.close(self._file)
+
+
+_BUSY = "the database is busy with other publishers; try again shortly"
+# For the log (the error's cause): why a publisher got a 503 without reaching the database.
+_WAITED = f"waited {LOCK_WAIT_SECONDS} s for a turn to write while {{}} writer held it"
+
+
+def writer_turns(config: Config) -> WriterTurns | None:
+    """Turns for the writers of a SQLite file; None for a database server, which wakes a
+    waiting writer itself when the lock it waits for is free."""
+    path = sqlite_path(config.database_url)
+    return WriterTurns(path) if path is not None else None
 
 
 def _check_sqlite_folder(url: str, create: bool) -> None:

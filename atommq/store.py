@@ -176,6 +176,14 @@ class Store:
         assert self._db.engine is not None
         self.dialect = self._db.engine.dialect.name
         self._schema = Schema(self._db.engine)
+        self._turns = database.writer_turns(config)
+
+    @contextlib.contextmanager
+    def writing(self, commit: bool = True) -> Iterator[Session]:
+        """A transaction that writes: on SQLite, it waits for its turn first (WriterTurns)."""
+        with self._turns.turn() if self._turns else contextlib.nullcontext():
+            with self.transaction(commit) as session:
+                yield session
 
     @contextlib.contextmanager
     def transaction(self, commit: bool = True) -> Iterator[Session]:
@@ -219,3 +227,5 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if self._turns is not None:
+            self._turns.close()

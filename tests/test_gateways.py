@@ -1,5 +1,6 @@
 """The gateway scripts as users run them: from a web server, from a terminal, misconfigured."""
 
+import fcntl
 import glob
 import os
 import re
@@ -348,3 +349,21 @@ def test_two_apps_in_one_process_each_log_to_their_own_file(make_client):
     assert "not a database" in broken.log
     assert "not a database" not in healthy.log and "published" in healthy.log
     assert "published" not in broken.log
+
+
+@pytest.mark.parametrize("transport", ["wsgi", "fastcgi"])
+def test_a_writer_that_waits_over_5_s_for_its_turn_is_503_and_the_turn_comes_back(client):
+    """SQLite's writers take turns on a lock file beside the database (database.WriterTurns):
+    one that another process keeps waiting gets a 503 after 5 s, and the next one its turn."""
+    client.publish("widgets", "first")
+    with open(f"{client.db_path}-writer", "rb") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # another process's writer, slow to finish
+        started = time.monotonic()
+        response = client.post("/feed=widgets", ENTRY)
+        waited = time.monotonic() - started
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+    assert response.status == 503 and response.headers["retry-after"] == "1"
+    assert 4.5 < waited < 30, waited
+    assert "waited 5 s for a turn to write while another process's writer held it" in client.log
+    assert client.post("/feed=widgets", ENTRY).status == 201
+    assert len(client.whole_feed("widgets")) == 2
