@@ -79,6 +79,8 @@ class WriterTurns:
         # Read-only is enough for flock, and lets any user that can read the folder take turns
         # (a `check` run as root creates the file too).
         self._file = os.open(database_path + "-writer", os.O_RDONLY | os.O_CREAT, 0o644)
+        with contextlib.suppress(PermissionError):  # whatever the umask: it holds nothing secret
+            os.fchmod(self._file, 0o644)
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
