@@ -1,5 +1,6 @@
 """The connection to the database: dataset (SQLAlchemy underneath) set up and tuned for each
-database AtomMQ supports, the folder a SQLite file needs, and what a driver's error means.
+database AtomMQ supports, the folder a SQLite file needs, the turns its writers take, and what
+a driver's error means.
 
 No tables (schema.py's), no queries (store.py's), no HTTP.
 """
