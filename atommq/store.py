@@ -39,6 +39,34 @@ def _message(feed: str, row: Any) -> Message:
     return Message(atom_id(uuid), feed, draft, published, updated)
 
 
+# Statements built once per process, not per request (SQLAlchemy then compiles each once too):
+# a request only binds its values. Bind names differ from column names, which SQLAlchemy keeps
+# for the SET and VALUES clauses.
+_B = sa.bindparam
+_FEED_ROW = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated).where(
+    FEEDS.c.name == _B("feed_name")
+)
+_BUMP = (
+    FEEDS.update()
+    .where(FEEDS.c.name == _B("feed_name"))
+    .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
+)
+_COUNTER = sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
+_BY_KEY = sa.select(*MESSAGE_COLUMNS).where(
+    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
+)
+_BY_UUID = sa.select(*MESSAGE_COLUMNS).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
+_SEQ_OF = sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
+_PAGE = (
+    sa.select(*MESSAGE_COLUMNS)
+    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
+    .order_by(MESSAGES.c.seq)
+    .limit(_B("most", type_=sa.Integer))
+)
+_FEEDS = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
+_INSERT = MESSAGES.insert()
+
+
 class Session:
     """The work of one request, inside one transaction."""
 
@@ -47,8 +75,7 @@ class Session:
         self._dialect = dialect
 
     def _feed_row(self, name: str) -> Any:
-        query = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated)
-        row = self._conn.execute(query.where(FEEDS.c.name == name)).first()
+        row = self._conn.execute(_FEED_ROW, {"feed_name": name}).first()
         if row is None:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
@@ -60,17 +87,13 @@ class Session:
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
-        bump = FEEDS.update().where(FEEDS.c.name == name).values(last_seq=FEEDS.c.last_seq + 1, updated=now)
-        if self._conn.execute(bump).rowcount == 0:
+        bump = {"feed_name": name, "now": now}
+        if self._conn.execute(_BUMP, bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
-            self._conn.execute(bump)
-        row = self._conn.execute(sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == name)).one()
+            self._conn.execute(_BUMP, bump)
+        row = self._conn.execute(_COUNTER, {"feed_name": name}).one()
         if key is not None:
-            stored = self._conn.execute(
-                sa.select(*MESSAGE_COLUMNS).where(
-                    MESSAGES.c.feed_pk == row.pk, MESSAGES.c.idempotency_key == key
-                )
-            ).first()
+            stored = self._conn.execute(_BY_KEY, {"pk": row.pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(row.pk)
                 return _message(name, stored), True
@@ -90,7 +113,7 @@ class Session:
             "updated": now,
             "idempotency_key": key,
         }
-        self._conn.execute(MESSAGES.insert().values(values))
+        self._conn.execute(_INSERT, values)
         return Message(atom_id(uuid), name, draft, now, now), False
 
     def _undo_bump(self, feed_pk: int) -> None:
@@ -126,11 +149,7 @@ class Session:
         pk, uuid, last_seq, updated = self._feed_row(name)
         after = 0
         if cursor is not None:
-            seq = self._conn.execute(
-                sa.select(MESSAGES.c.seq).where(
-                    MESSAGES.c.feed_pk == pk, MESSAGES.c.uuid == message_uuid(cursor)
-                )
-            ).scalar()
+            seq = self._conn.execute(_SEQ_OF, {"pk": pk, "message": message_uuid(cursor)}).scalar()
             if seq is None:
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
@@ -141,31 +160,21 @@ class Session:
 
     def read(self, position: Position, limit: int) -> Page:
         """Up to `limit` messages from `position`, oldest first."""
-        query = (
-            sa.select(*MESSAGE_COLUMNS)
-            .where(MESSAGES.c.feed_pk == position.feed_pk, MESSAGES.c.seq > position.after)
-            .order_by(MESSAGES.c.seq)
-            .limit(limit + 1)
-        )
-        rows = self._conn.execute(query).all()
+        page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
+        rows = self._conn.execute(_PAGE, page).all()
         name = position.feed.name
         messages = [_message(name, row) for row in rows[:limit]]
         return Page(position.feed, messages, len(rows) > limit, position.version)
 
     def message(self, name: str, message_id: str) -> Message:
         pk = self._feed_row(name).pk
-        row = self._conn.execute(
-            sa.select(*MESSAGE_COLUMNS).where(
-                MESSAGES.c.feed_pk == pk, MESSAGES.c.uuid == message_uuid(message_id)
-            )
-        ).first()
+        row = self._conn.execute(_BY_UUID, {"pk": pk, "message": message_uuid(message_id)}).first()
         if row is None:
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
         return _message(name, row)
 
     def feeds(self) -> list[Feed]:
-        query = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
-        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in self._conn.execute(query)]
+        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in self._conn.execute(_FEEDS)]
 
 
 class Store:
