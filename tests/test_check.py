@@ -47,8 +47,7 @@ def shell(command: str) -> None:
 def system_python_without_dependencies() -> None:
     need(os.path.exists(SYSTEM_PYTHON), f"{SYSTEM_PYTHON} is missing (Debian: python3, python3-venv)")
     found = subprocess.run([SYSTEM_PYTHON, "-c", "import dataset"], capture_output=True).returncode == 0
-    if found:
-        pytest.skip(f"{SYSTEM_PYTHON} has dataset: it cannot show a Python without the dependencies")
+    need(not found, f"{SYSTEM_PYTHON} has dataset: it cannot show a Python without the dependencies")
 
 
 def line(lines: list[str], name: str) -> str:
@@ -380,8 +379,8 @@ def test_missing_dependencies_of_debians_own_python_get_a_venv_as_pip_is_refused
         [SYSTEM_PYTHON, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    if not os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED")):
-        pytest.skip(f"{SYSTEM_PYTHON} allows pip install (no PEP 668 EXTERNALLY-MANAGED)")
+    managed = os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+    need(managed, f"{SYSTEM_PYTHON} allows pip install (no PEP 668 EXTERNALLY-MANAGED): Debian 12's does not")
     status, lines = check(tmp_path, python=SYSTEM_PYTHON)
     assert status == 1
     venv = venv_folder()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import fastcgi_client
-from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, SQLITE_TRANSPORTS, parse_cgi_output
+from conftest import ATOM_NS, CGI_SCRIPT, FCGI_SCRIPT, SQLITE_TRANSPORTS, need, parse_cgi_output
 
 ENTRY = b"<entry><title>allo</title><content>an important message</content></entry>"
 
@@ -327,9 +327,9 @@ def older_python() -> str | None:
     return found[0] if found else None
 
 
-@pytest.mark.skipif(older_python() is None, reason="no Python older than 3.11 here")
 @pytest.mark.parametrize("command", [[str(CGI_SCRIPT)], [str(FCGI_SCRIPT)], ["-m", "atommq", "check"]])
 def test_an_older_python_is_told_it_is_too_old_not_given_a_traceback(command):
+    need(older_python() is not None, "no Python older than 3.11 here (pyenv's 3.9, say)")
     python = str(older_python())
     done = subprocess.run(
         [python, *command], cwd=CGI_SCRIPT.parent.parent, capture_output=True, text=True, timeout=30
