@@ -166,19 +166,19 @@ class _App:
                 return "304 Not Modified", headers, b""
             page = session.read(position, self.config.page_size)
         next_href = None
-        if page.more:
-            next_href = f"{href}?start_after={quote(page.messages[-1].id, safe=':')}"
+        if page.more and page.last_id is not None:
+            next_href = f"{href}?start_after={quote(page.last_id, safe=':')}"
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
 
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
         with self.store.transaction() as session:
-            message = session.message(name, message_id)
+            message, stored = session.message(name, message_id)
         etag = f'"{message_uuid(message.id)}"'
         headers = [("ETag", etag)]
         if _matches(environ, etag):
             return "304 Not Modified", headers, b""
-        return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message)
+        return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message, stored)
 
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
         draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
@@ -186,9 +186,12 @@ class _App:
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 with self.store.writing() as session:
-                    message, replayed = session.append(name, draft, now=now_utc(), key=key)
-                    # Rendered before the commit: should it fail, the message is not stored either.
-                    document = atom.render_entry(message)
+                    # Its <entry> is made once, here, and stored with it.
+                    message, stored, replayed = session.append(
+                        name, draft, now=now_utc(), key=key, render=atom.entry_xml
+                    )
+                    # Before the commit: should this fail, the message is not stored either.
+                    document = atom.render_entry(message, stored)
                 break
             except StoreConflict:
                 # The database rolled the whole transaction back to break a deadlock: run it

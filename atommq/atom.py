@@ -270,9 +270,30 @@ def _serialize(root: etree._Element) -> bytes:
     return bytes(etree.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-def render_entry(message: Message) -> bytes:
-    """A standalone entry document; it names an author, as RFC 4287 4.1.2 requires."""
-    return _serialize(_add_entry(None, message, default_author=True))
+_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
+# An <entry> made on its own declares the namespaces that a feed declares on its root.
+_ENTRY_OPEN = f'<entry xmlns="{ATOM}" xmlns:app="{APP}">'
+_PLAIN_OPEN = "<entry>"
+
+
+def entry_xml(message: Message) -> str:
+    """The message's <entry> as it stands in a feed, whose root declares the Atom namespace as
+    the default and the AtomPub one as app:. Made once, when the message is published, and
+    stored (messages never change): a page joins these, and an entry document is one of them
+    with its namespaces declared, so a message has the same bytes in a page and on its own."""
+    text: str = etree.tostring(_add_entry(None, message, default_author=False), encoding="unicode")
+    if not text.startswith(_ENTRY_OPEN):  # the nsmap of _add_entry: cannot happen
+        raise AssertionError(f"an entry was serialised as {text[:100]!r}")
+    return _PLAIN_OPEN + text[len(_ENTRY_OPEN) :]
+
+
+def render_entry(message: Message, stored: str | None = None) -> bytes:
+    """A standalone entry document from the message's `stored` entry_xml (made now if None).
+    It names an author, as RFC 4287 4.1.2 requires where no feed gives one: AtomMQ, as the feed
+    does, for a message whose publisher named none."""
+    xml = entry_xml(message) if stored is None else stored
+    author = f"<author><name>{DEFAULT_AUTHOR}</name></author>" if message.draft.author is None else ""
+    return (_DECLARATION + _ENTRY_OPEN + author + xml[len(_PLAIN_OPEN) :]).encode("utf-8")
 
 
 def _add_link(parent: etree._Element, rel: str, href: str, media_type: str = "") -> None:
@@ -282,7 +303,9 @@ def _add_link(parent: etree._Element, rel: str, href: str, media_type: str = "")
 
 
 def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
-    """One page of a feed, oldest message first; rel="next" when more remain (RFC 5005 3)."""
+    """One page of a feed, oldest message first; rel="next" when more remain (RFC 5005 3).
+    The feed's own elements are made here; its entries are the messages' stored entry_xml
+    (rendered now for a message stored without one)."""
     feed = etree.Element(_A + "feed", nsmap=_NSMAP)
     _add_text(feed, _A + "id", page.feed.id)
     _add_text(feed, _A + "title", page.feed.name)
@@ -293,9 +316,11 @@ def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
     _add_link(feed, "self", self_href, "application/atom+xml")
     if next_href is not None:
         _add_link(feed, "next", next_href, "application/atom+xml;type=feed")
-    for message in page.messages:
-        _add_entry(feed, message, default_author=False)
-    return _serialize(feed)
+    head = _serialize(feed)
+    if not head.endswith(b"</feed>"):  # it has children, so it has an end tag
+        raise AssertionError(f"a feed was serialised as {head[-100:]!r}")
+    entries = "".join(entry if isinstance(entry, str) else entry_xml(entry) for entry in page.entries)
+    return head[: -len(b"</feed>")] + entries.encode("utf-8") + b"</feed>"
 
 
 def render_service(feeds: list[tuple[Feed, str]]) -> bytes:

@@ -58,6 +58,10 @@ MESSAGES = sa.Table(
     # The publisher's Idempotency-Key, if it sent one: unique within the feed, so a retry finds
     # the message its first attempt stored (NULLs, messages without a key, never collide).
     sa.Column("idempotency_key", _exact(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True),
+    # The message's <entry> as it stands in a feed (atom.entry_xml), made once when it is
+    # published, so that a page read joins stored text instead of rendering every message for
+    # every reader. NULL for messages stored before AtomMQ kept it: those are rendered on read.
+    sa.Column("atom", _BIG_TEXT, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 MESSAGE_COLUMNS = (
@@ -73,7 +77,7 @@ MESSAGE_COLUMNS = (
     MESSAGES.c.updated,
 )
 # Columns added since the first release: a table created before them gets them on first use.
-ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type)
+ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type, MESSAGES.c.atom)
 
 
 class Schema:

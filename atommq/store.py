@@ -10,7 +10,7 @@ lock, so the order of messages is their commit order and a polling consumer neve
 import contextlib
 import threading
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,10 @@ class Position:
 
 
 def _message(feed: str, row: Any) -> Message:
-    uuid, title, title_type, content, content_type, author, summary, summary_type, published, updated = row
+    """A Message from a row that starts with MESSAGE_COLUMNS."""
+    uuid, title, title_type, content, content_type, author, summary, summary_type, published, updated = row[
+        : len(MESSAGE_COLUMNS)
+    ]
     draft = Draft(title, title_type, content, content_type, author, summary, summary_type or "")
     return Message(atom_id(uuid), feed, draft, published, updated)
 
@@ -52,16 +55,22 @@ _BUMP = (
     .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
 )
 _COUNTER = sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
-_BY_KEY = sa.select(*MESSAGE_COLUMNS).where(
+_BY_KEY = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
 )
-_BY_UUID = sa.select(*MESSAGE_COLUMNS).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
+_BY_UUID = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
+    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message")
+)
 _SEQ_OF = sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
 _PAGE = (
-    sa.select(*MESSAGE_COLUMNS)
+    sa.select(MESSAGES.c.seq, MESSAGES.c.uuid, MESSAGES.c.atom)
     .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
     .order_by(MESSAGES.c.seq)
     .limit(_B("most", type_=sa.Integer))
+)
+# The messages of a page that were stored without their <entry>, to be rendered.
+_UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
+    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
 _FEEDS = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
 _INSERT = MESSAGES.insert()
@@ -80,10 +89,19 @@ class Session:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
 
-    def append(self, name: str, draft: Draft, *, now: str, key: str | None = None) -> tuple[Message, bool]:
+    def append(
+        self,
+        name: str,
+        draft: Draft,
+        *,
+        now: str,
+        key: str | None = None,
+        render: Callable[[Message], str] | None = None,
+    ) -> tuple[Message, str | None, bool]:
         """Store a message at the end of a feed, published `now`, creating the feed if it is
-        new. With an idempotency `key` that the feed already has, store nothing and return that
-        message; the bool says which happened (True: it was already stored)."""
+        new, with `render(message)`: its <entry> (None: render it on every read). With an
+        idempotency `key` that the feed already has, store nothing and return that message.
+        Returns the message, its stored <entry>, and whether it was already stored."""
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
@@ -96,8 +114,10 @@ class Session:
             stored = self._conn.execute(_BY_KEY, {"pk": row.pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(row.pk)
-                return _message(name, stored), True
+                return _message(name, stored), stored.atom, True
         uuid = str(uuidlib.uuid4())
+        message = Message(atom_id(uuid), name, draft, now, now)
+        atom = None if render is None else render(message)
         values = {
             "feed_pk": row.pk,
             "seq": row.last_seq,
@@ -112,9 +132,10 @@ class Session:
             "published": now,
             "updated": now,
             "idempotency_key": key,
+            "atom": atom,
         }
         self._conn.execute(_INSERT, values)
-        return Message(atom_id(uuid), name, draft, now, now), False
+        return message, atom, False
 
     def _undo_bump(self, feed_pk: int) -> None:
         """Give back the seq that a replayed publish took, and the feed's time: that of its
@@ -161,17 +182,25 @@ class Session:
     def read(self, position: Position, limit: int) -> Page:
         """Up to `limit` messages from `position`, oldest first."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
-        rows = self._conn.execute(_PAGE, page).all()
-        name = position.feed.name
-        messages = [_message(name, row) for row in rows[:limit]]
-        return Page(position.feed, messages, len(rows) > limit, position.version)
+        found = self._conn.execute(_PAGE, page).all()
+        rows = found[:limit]
+        entries: list[str | Message] = [atom for _, _, atom in rows]
+        unrendered = [seq for seq, _, atom in rows if atom is None]
+        if unrendered:
+            missing = {"pk": position.feed_pk, "seqs": unrendered}
+            rendered = self._conn.execute(_UNRENDERED, missing)
+            stored = {row[0]: _message(position.feed.name, row[1:]) for row in rendered}
+            entries = [stored[seq] if atom is None else atom for seq, _, atom in rows]
+        last_id = atom_id(rows[-1].uuid) if rows else None
+        return Page(position.feed, entries, last_id, len(found) > limit, position.version)
 
-    def message(self, name: str, message_id: str) -> Message:
+    def message(self, name: str, message_id: str) -> tuple[Message, str | None]:
+        """A message, and its stored <entry> (None: stored without one)."""
         pk = self._feed_row(name).pk
         row = self._conn.execute(_BY_UUID, {"pk": pk, "message": message_uuid(message_id)}).first()
         if row is None:
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
-        return _message(name, row)
+        return _message(name, row), row.atom
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in self._conn.execute(_FEEDS)]

@@ -42,7 +42,7 @@ def test_a_message_committed_first_is_never_overtaken_by_a_later_one(client):
     )
     try:
         with store.transaction() as session:  # publisher A, slow to commit
-            a, _ = session.append("orders", Draft("", "", "a", ""), now="2026-01-01T00:00:00.000000Z")
+            a, _, _ = session.append("orders", Draft("", "", "a", ""), now="2026-01-01T00:00:00.000000Z")
             publisher_b.start()
             time.sleep(1.0)  # time enough for B to commit, were it not made to wait for A
             assert ids_after(client, "orders", first) == []  # neither is visible yet

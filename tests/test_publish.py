@@ -245,13 +245,13 @@ def test_entries_carry_app_edited_equal_to_updated(client):
         assert edited[0].text == entry.findtext("a:updated", namespaces=ATOM_NS)
 
 
-def test_a_database_from_before_summaries_is_brought_up_to_date(make_client):
+def test_a_database_from_before_summaries_and_stored_entries_is_brought_up_to_date(make_client):
     old = make_client()
     assert old.post("/feed=files", b"\x00\x01\x02", "application/octet-stream").status == 201
     url = old.database_url  # the database as an earlier AtomMQ left it: no summary columns
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        for column in ("summary", "summary_type"):
+        for column in ("summary", "summary_type", "atom"):
             connection.execute(sa.text(f"ALTER TABLE atommq_messages DROP COLUMN {column}"))
     engine.dispose()
     new = make_client(database_url=url)

@@ -3,6 +3,7 @@
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import ATOM_NS
 
@@ -199,3 +200,58 @@ def test_unknown_path_and_unknown_entry_are_404(client):
     client.publish("widgets", "x")
     assert client.get("/feeds/widgets").status == 404
     assert client.get("/feed=widgets/entry=00000000-0000-0000-0000-000000000000").status == 404
+
+
+# Messages of every shape a page holds: namespaces undeclared in the message, xhtml, Base64
+# with and without a summary, an author, characters that need escaping.
+SHAPES = [
+    "<entry><title>plain &amp; simple</title><content>caf\u00e9 &lt;b&gt; \u2603</content></entry>",
+    "<entry><author><name>cron@db1</name></author><content type='html'>&lt;p&gt;hi</content></entry>",
+    "<entry><title type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'><b>bold</b></div></title>"
+    "<content type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'><p>x</p></div></content></entry>",
+    "<entry><content type='application/vnd.x+xml'><order><line n='1'/></order></content></entry>",
+    "<entry><content type='application/vnd.y+xml'><y:o xmlns:y='urn:y'>1</y:o></content></entry>",
+    "<entry><content type='image/png'>iVBORw0KGgo=</content></entry>",
+    "<entry><summary type='html'>&lt;i&gt;dump&lt;/i&gt;</summary><content type='application/gzip'>H4s=</content></entry>",
+]
+ENTRY_START = b'<entry xmlns="http://www.w3.org/2005/Atom" xmlns:app="http://www.w3.org/2007/app">'
+DEFAULT_AUTHOR = b"<author><name>AtomMQ</name></author>"
+
+
+def pages_and_entries(client) -> tuple[bytes, list[bytes]]:
+    """The feed's page, and each message's own document, as bytes."""
+    page = client.get("/feed=shapes")
+    documents = [client.get(f"/feed=shapes/entry={i.removeprefix('urn:uuid:')}").body for i in page.ids()]
+    return page.body, documents
+
+
+def test_a_message_has_the_same_bytes_in_a_page_and_on_its_own(client):
+    """A consumer that hashes or compares a message finds it unchanged between the feed and its
+    entry document: the entry is the page's <entry> with the namespaces declared (and an author
+    named, as a standalone entry must)."""
+    for entry in SHAPES:
+        assert client.post("/feed=shapes", entry, "application/atom+xml").status == 201
+    page, documents = pages_and_entries(client)
+    for document in documents:
+        head, _, rest = document.partition(b"\n")
+        assert head == b"<?xml version='1.0' encoding='utf-8'?>"
+        assert rest.startswith(ENTRY_START)
+        inner = rest[len(ENTRY_START) :].removeprefix(DEFAULT_AUTHOR)
+        assert b"<entry>" + inner in page
+    assert documents[1].count(b"<author>") == 1  # the publisher's, not also AtomMQ's
+
+
+def test_messages_stored_before_entries_were_kept_read_the_same(make_client):
+    """A database from an AtomMQ that rendered every message on every read: its messages come
+    out byte for byte as those stored with their <entry>."""
+    client = make_client()
+    for entry in SHAPES:
+        assert client.post("/feed=shapes", entry, "application/atom+xml").status == 201
+    before = pages_and_entries(client)
+    page_of_3 = client.get(f"/feed=shapes?start_after={client.get('/feed=shapes').ids()[2]}").body
+    engine = sa.create_engine(client.database_url)
+    with engine.begin() as connection:  # some messages without, some with their <entry>
+        connection.execute(sa.text("UPDATE atommq_messages SET atom = NULL WHERE seq % 2 = 1"))
+    engine.dispose()
+    assert pages_and_entries(client) == before
+    assert client.get(f"/feed=shapes?start_after={client.get('/feed=shapes').ids()[2]}").body == page_of_3
