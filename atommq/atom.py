@@ -270,30 +270,31 @@ def _serialize(root: etree._Element) -> bytes:
     return bytes(etree.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
+_DECLARATION = b"<?xml version='1.0' encoding='utf-8'?>\n"
 # An <entry> made on its own declares the namespaces that a feed declares on its root.
-_ENTRY_OPEN = f'<entry xmlns="{ATOM}" xmlns:app="{APP}">'
-_PLAIN_OPEN = "<entry>"
+_ENTRY_OPEN = f'<entry xmlns="{ATOM}" xmlns:app="{APP}">'.encode()
+_PLAIN_OPEN = b"<entry>"
+_DEFAULT_AUTHOR = f"<author><name>{DEFAULT_AUTHOR}</name></author>".encode()
 
 
-def entry_xml(message: Message) -> str:
+def entry_xml(message: Message) -> bytes:
     """The message's <entry> as it stands in a feed, whose root declares the Atom namespace as
     the default and the AtomPub one as app:. Made once, when the message is published, and
     stored (messages never change): a page joins these, and an entry document is one of them
     with its namespaces declared, so a message has the same bytes in a page and on its own."""
-    text: str = etree.tostring(_add_entry(None, message, default_author=False), encoding="unicode")
+    text = bytes(etree.tostring(_add_entry(None, message, default_author=False), encoding="utf-8"))
     if not text.startswith(_ENTRY_OPEN):  # the nsmap of _add_entry: cannot happen
         raise AssertionError(f"an entry was serialised as {text[:100]!r}")
     return _PLAIN_OPEN + text[len(_ENTRY_OPEN) :]
 
 
-def render_entry(message: Message, stored: str | None = None) -> bytes:
+def render_entry(message: Message, stored: bytes | None = None) -> bytes:
     """A standalone entry document from the message's `stored` entry_xml (made now if None).
     It names an author, as RFC 4287 4.1.2 requires where no feed gives one: AtomMQ, as the feed
     does, for a message whose publisher named none."""
     xml = entry_xml(message) if stored is None else stored
-    author = f"<author><name>{DEFAULT_AUTHOR}</name></author>" if message.draft.author is None else ""
-    return (_DECLARATION + _ENTRY_OPEN + author + xml[len(_PLAIN_OPEN) :]).encode("utf-8")
+    author = _DEFAULT_AUTHOR if message.draft.author is None else b""
+    return _DECLARATION + _ENTRY_OPEN + author + xml[len(_PLAIN_OPEN) :]
 
 
 def _add_link(parent: etree._Element, rel: str, href: str, media_type: str = "") -> None:
@@ -319,8 +320,8 @@ def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
     head = _serialize(feed)
     if not head.endswith(b"</feed>"):  # it has children, so it has an end tag
         raise AssertionError(f"a feed was serialised as {head[-100:]!r}")
-    entries = "".join(entry if isinstance(entry, str) else entry_xml(entry) for entry in page.entries)
-    return head[: -len(b"</feed>")] + entries.encode("utf-8") + b"</feed>"
+    entries = [entry if isinstance(entry, bytes) else entry_xml(entry) for entry in page.entries]
+    return b"".join((head[: -len(b"</feed>")], *entries, b"</feed>"))
 
 
 def render_service(feeds: list[tuple[Feed, str]]) -> bytes:

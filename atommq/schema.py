@@ -19,6 +19,7 @@ from atommq.model import (
 # MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
 # (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
+_BIG_BYTES = sa.LargeBinary().with_variant(sa.LargeBinary(2**32 - 1), "mysql", "mariadb")  # LONGBLOB
 
 
 def _exact(length: int) -> sa.String:
@@ -59,9 +60,10 @@ MESSAGES = sa.Table(
     # the message its first attempt stored (NULLs, messages without a key, never collide).
     sa.Column("idempotency_key", _exact(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True),
     # The message's <entry> as it stands in a feed (atom.entry_xml), made once when it is
-    # published, so that a page read joins stored text instead of rendering every message for
-    # every reader. NULL for messages stored before AtomMQ kept it: those are rendered on read.
-    sa.Column("atom", _BIG_TEXT, nullable=True),
+    # published, so that a page read joins stored bytes instead of rendering every message for
+    # every reader. UTF-8 bytes, as they are sent: a read neither decodes nor encodes them.
+    # NULL for messages stored before AtomMQ kept it: those are rendered on read.
+    sa.Column("atom", _BIG_BYTES, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 MESSAGE_COLUMNS = (

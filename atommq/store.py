@@ -96,8 +96,8 @@ class Session:
         *,
         now: str,
         key: str | None = None,
-        render: Callable[[Message], str] | None = None,
-    ) -> tuple[Message, str | None, bool]:
+        render: Callable[[Message], bytes] | None = None,
+    ) -> tuple[Message, bytes | None, bool]:
         """Store a message at the end of a feed, published `now`, creating the feed if it is
         new, with `render(message)`: its <entry> (None: render it on every read). With an
         idempotency `key` that the feed already has, store nothing and return that message.
@@ -184,7 +184,7 @@ class Session:
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
         found = self._conn.execute(_PAGE, page).all()
         rows = found[:limit]
-        entries: list[str | Message] = [atom for _, _, atom in rows]
+        entries: list[bytes | Message] = [atom for _, _, atom in rows]
         unrendered = [seq for seq, _, atom in rows if atom is None]
         if unrendered:
             missing = {"pk": position.feed_pk, "seqs": unrendered}
@@ -194,7 +194,7 @@ class Session:
         last_id = atom_id(rows[-1].uuid) if rows else None
         return Page(position.feed, entries, last_id, len(found) > limit, position.version)
 
-    def message(self, name: str, message_id: str) -> tuple[Message, str | None]:
+    def message(self, name: str, message_id: str) -> tuple[Message, bytes | None]:
         """A message, and its stored <entry> (None: stored without one)."""
         pk = self._feed_row(name).pk
         row = self._conn.execute(_BY_UUID, {"pk": pk, "message": message_uuid(message_id)}).first()

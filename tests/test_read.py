@@ -255,3 +255,14 @@ def test_messages_stored_before_entries_were_kept_read_the_same(make_client):
     engine.dispose()
     assert pages_and_entries(client) == before
     assert client.get(f"/feed=shapes?start_after={client.get('/feed=shapes').ids()[2]}").body == page_of_3
+
+
+@pytest.mark.http
+def test_a_page_larger_than_a_fastcgi_record_arrives_whole(client):
+    """A FastCGI answer is cut into records of at most 64 KiB; the web server joins them."""
+    texts = [f"{i}:" + "x" * 50_000 for i in range(5)]
+    ids = [client.publish("large", text).xml().findtext("a:id", namespaces=ATOM_NS) for text in texts]
+    response = client.get("/feed=large")
+    assert response.ids() == ids
+    assert [e.findtext("a:content", namespaces=ATOM_NS) for e in response.entries()] == texts
+    assert len(response.body) > 250_000
