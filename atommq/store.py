@@ -63,17 +63,26 @@ _BY_UUID = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
 )
 _SEQ_OF = sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
 _PAGE = (
-    sa.select(MESSAGES.c.seq, MESSAGES.c.uuid, MESSAGES.c.atom)
+    sa.select(MESSAGES.c.seq, MESSAGES.c.atom)  # not uuid: a fifth of the time of a large page
     .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
     .order_by(MESSAGES.c.seq)
     .limit(_B("most", type_=sa.Integer))
 )
+_UUID_AT = sa.select(MESSAGES.c.uuid).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq == _B("seq"))
 # The messages of a page that were stored without their <entry>, to be rendered.
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
 _FEEDS = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
-_INSERT = MESSAGES.insert()
+# A message is inserted with the seq that the feed's counter was just bumped to, read in the
+# INSERT itself (one round trip fewer than reading it first).
+_GIVEN = [column for column in MESSAGES.c if column.name not in ("feed_pk", "seq")]
+_APPEND = MESSAGES.insert().from_select(
+    ["feed_pk", "seq", *[column.name for column in _GIVEN]],
+    sa.select(FEEDS.c.pk, FEEDS.c.last_seq, *[_B("v_" + c.name, type_=c.type) for c in _GIVEN]).where(
+        FEEDS.c.name == _B("feed_name")
+    ),
+)
 
 
 class Session:
@@ -109,18 +118,16 @@ class Session:
         if self._conn.execute(_BUMP, bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
             self._conn.execute(_BUMP, bump)
-        row = self._conn.execute(_COUNTER, {"feed_name": name}).one()
         if key is not None:
-            stored = self._conn.execute(_BY_KEY, {"pk": row.pk, "key": key}).first()
+            pk = self._conn.execute(_COUNTER, {"feed_name": name}).one().pk
+            stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
-                self._undo_bump(row.pk)
+                self._undo_bump(pk)
                 return _message(name, stored), stored.atom, True
         uuid = str(uuidlib.uuid4())
         message = Message(atom_id(uuid), name, draft, now, now)
         atom = None if render is None else render(message)
         values = {
-            "feed_pk": row.pk,
-            "seq": row.last_seq,
             "uuid": uuid,
             "title": draft.title,
             "title_type": draft.title_type,
@@ -134,7 +141,7 @@ class Session:
             "idempotency_key": key,
             "atom": atom,
         }
-        self._conn.execute(_INSERT, values)
+        self._conn.execute(_APPEND, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
         return message, atom, False
 
     def _undo_bump(self, feed_pk: int) -> None:
@@ -184,14 +191,18 @@ class Session:
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
         found = self._conn.execute(_PAGE, page).all()
         rows = found[:limit]
-        entries: list[bytes | Message] = [atom for _, _, atom in rows]
-        unrendered = [seq for seq, _, atom in rows if atom is None]
+        entries: list[bytes | Message] = [atom for _, atom in rows]
+        unrendered = [seq for seq, atom in rows if atom is None]
         if unrendered:
             missing = {"pk": position.feed_pk, "seqs": unrendered}
             rendered = self._conn.execute(_UNRENDERED, missing)
             stored = {row[0]: _message(position.feed.name, row[1:]) for row in rendered}
-            entries = [stored[seq] if atom is None else atom for seq, _, atom in rows]
-        last_id = atom_id(rows[-1].uuid) if rows else None
+            entries = [stored[seq] if atom is None else atom for seq, atom in rows]
+        last_id = None
+        if rows:
+            last_id = atom_id(
+                self._conn.execute(_UUID_AT, {"pk": position.feed_pk, "seq": rows[-1].seq}).scalar_one()
+            )
         return Page(position.feed, entries, last_id, len(found) > limit, position.version)
 
     def message(self, name: str, message_id: str) -> tuple[Message, bytes | None]:
