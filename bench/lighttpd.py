@@ -29,8 +29,11 @@ HELLO = """#!/usr/bin/env python3
 from flup.server.fcgi import WSGIServer
 
 def hello(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
-    return [b"hello\\n"]
+    # Reads what it is sent; ?N answers N bytes, as big as a page of AtomMQ's.
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    body = b"x" * int(environ.get("QUERY_STRING") or 0) or b"hello\\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 
 WSGIServer(hello, multiprocess=True).run()
 """
@@ -72,8 +75,15 @@ def latency(atommq: Client, hello: Client, rounds: int) -> None:
     assert status == 200 and len(ids) == 1000, (status, len(ids))
     after_847 = f"/atommq/feed=big?start_after={ids[846]}"
     etag = atommq.request("GET", "/atommq/feed=big")[1]
+    sizes = {
+        name: len(atommq.request("GET", path)[2])
+        for name, path in (("big", "/atommq/feed=big"), ("153", after_847))
+    }
     cases: dict[str, Callable[[], tuple[int, str, bytes]]] = {
         "floor: hello GET": lambda: hello.request("GET", "/atommq/hello"),
+        "floor: hello POST, same body": lambda: hello.request("POST", "/atommq/hello", ENTRY, HEADERS),
+        f"floor: hello GET, {sizes['big']} B": lambda: hello.request("GET", f"/atommq/hello?{sizes['big']}"),
+        f"floor: hello GET, {sizes['153']} B": lambda: hello.request("GET", f"/atommq/hello?{sizes['153']}"),
         "publish a small message": lambda: atommq.request("POST", "/atommq/feed=small", ENTRY, HEADERS),
         "read a 1000-message page": lambda: atommq.request("GET", "/atommq/feed=big"),
         "read a 153-message page": lambda: atommq.request("GET", after_847),
@@ -90,7 +100,7 @@ def latency(atommq: Client, hello: Client, rounds: int) -> None:
     floor = median_ms(times["floor: hello GET"])
     print(f"Through lighttpd, FastCGI (2 processes), median of {rounds} interleaved rounds:")
     for name, measured in times.items():
-        print(f"  {name:28} {median_ms(measured):7.2f} ms   {median_ms(measured) / floor:5.1f} x floor")
+        print(f"  {name:33} {median_ms(measured):7.2f} ms   {median_ms(measured) / floor:5.1f} x floor")
 
 
 def publisher(port: int, count: int, feed: str, results: "multiprocessing.Queue[list[float]]") -> None:
