@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import dataset
 import sqlalchemy as sa
 
 from atommq.config import Config, sqlite_path
+from atommq.deferred import dataset  # its alembic imported only if used
 from atommq.errors import ConfigError, StoreConflict, StoreUnavailable
 
 # How long a writer waits for another's lock before giving up with a 503 (SQLite's busy

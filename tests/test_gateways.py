@@ -106,6 +106,45 @@ def test_concurrent_first_posts_from_separate_cgi_processes_all_succeed(tmp_path
     assert parse_cgi_output(get.stdout).body.count(b"<entry>") == 8
 
 
+def test_a_cgi_request_does_not_import_alembic_which_it_never_uses(tmp_path):
+    """dataset imports alembic's migrations, with Mako and Pygments, for Database.op, which
+    AtomMQ never calls: a CGI process would load them on every request (atommq/deferred.py)."""
+    publish = cgi_env(tmp_path, "POST", "/feed=widgets", ENTRY, "text/plain")
+    read = cgi_env(tmp_path, "GET", "/feed=widgets")
+    for env, body, status in ((publish, ENTRY, 201), (read, b"", 200)):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", str(CGI_SCRIPT)],
+            input=body,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert parse_cgi_output(done.stdout).status == status, done.stderr[-2000:]
+        imported = {line.rpartition("|")[2].strip() for line in done.stderr.decode().splitlines()}
+        assert "dataset.database" in imported and "sqlalchemy" in imported
+        assert {name for name in imported if name.partition(".")[0] in ("alembic", "mako")} == set()
+
+
+def test_dataset_migrations_still_work_when_something_uses_them(tmp_path):
+    """What atommq/deferred.py leaves out of a request is there for whoever needs it."""
+    code = (
+        "import sys, sqlalchemy as sa\n"
+        "from atommq.deferred import dataset\n"
+        "assert 'alembic' not in sys.modules\n"
+        "database = dataset.connect(sys.argv[1])\n"
+        "database.op.create_table('made_by_alembic', sa.Column('pk', sa.Integer, primary_key=True))\n"
+        "import alembic.operations\n"
+        "assert isinstance(database.op, alembic.operations.Operations)\n"
+    )
+    url = f"sqlite:///{tmp_path}/atommq.db"
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], cwd=CGI_SCRIPT.parent.parent, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    tables = sqlite3.connect(tmp_path / "atommq.db").execute("select name from sqlite_master").fetchall()
+    assert ("made_by_alembic",) in tables
+
+
 def atommq_command(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
     """`python3 -m atommq ARGUMENTS`, from the checkout, as a user runs it."""
     return subprocess.run(
