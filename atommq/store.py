@@ -20,6 +20,7 @@ from atommq import database
 from atommq.config import Config
 from atommq.errors import NotFound, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
+from atommq.prepared import Prepared
 from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, Schema
 
 
@@ -42,14 +43,16 @@ def _message(feed: str, row: Any) -> Message:
     return Message(atom_id(uuid), feed, draft, published, updated)
 
 
-# Statements built once per process, not per request (SQLAlchemy then compiles each once too):
-# a request only binds its values. Bind names differ from column names, which SQLAlchemy keeps
-# for the SET and VALUES clauses.
+# Statements built once per process, not per request, and compiled once per database
+# (prepared.py): a request only passes its values. Bind names differ from column names, which
+# SQLAlchemy keeps for the SET and VALUES clauses.
 _B = sa.bindparam
-_FEED_ROW = sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated).where(
-    FEEDS.c.name == _B("feed_name")
+_FEED_ROW = Prepared(
+    sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated).where(
+        FEEDS.c.name == _B("feed_name")
+    )
 )
-_BUMP = (
+_BUMP = Prepared(
     FEEDS.update()
     .where(FEEDS.c.name == _B("feed_name"))
     .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
@@ -58,30 +61,38 @@ _COUNTER = sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == _B("fee
 _BY_KEY = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
 )
-_BY_UUID = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
-    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message")
+_BY_UUID = Prepared(
+    sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
+        MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message")
+    )
 )
-_SEQ_OF = sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
-_PAGE = (
+_SEQ_OF = Prepared(
+    sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
+)
+_PAGE = Prepared(
     sa.select(MESSAGES.c.seq, MESSAGES.c.atom)  # not uuid: a fifth of the time of a large page
     .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
     .order_by(MESSAGES.c.seq)
     .limit(_B("most", type_=sa.Integer))
 )
-_UUID_AT = sa.select(MESSAGES.c.uuid).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq == _B("seq"))
+_UUID_AT = Prepared(
+    sa.select(MESSAGES.c.uuid).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq == _B("seq"))
+)
 # The messages of a page that were stored without their <entry>, to be rendered.
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
-_FEEDS = sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name)
+_FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
 # A message is inserted with the seq that the feed's counter was just bumped to, read in the
 # INSERT itself (one round trip fewer than reading it first).
 _GIVEN = [column for column in MESSAGES.c if column.name not in ("feed_pk", "seq")]
-_APPEND = MESSAGES.insert().from_select(
-    ["feed_pk", "seq", *[column.name for column in _GIVEN]],
-    sa.select(FEEDS.c.pk, FEEDS.c.last_seq, *[_B("v_" + c.name, type_=c.type) for c in _GIVEN]).where(
-        FEEDS.c.name == _B("feed_name")
-    ),
+_APPEND = Prepared(
+    MESSAGES.insert().from_select(
+        ["feed_pk", "seq", *[column.name for column in _GIVEN]],
+        sa.select(FEEDS.c.pk, FEEDS.c.last_seq, *[_B("v_" + c.name, type_=c.type) for c in _GIVEN]).where(
+            FEEDS.c.name == _B("feed_name")
+        ),
+    )
 )
 
 
@@ -93,7 +104,7 @@ class Session:
         self._dialect = dialect
 
     def _feed_row(self, name: str) -> Any:
-        row = self._conn.execute(_FEED_ROW, {"feed_name": name}).first()
+        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
         if row is None:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
@@ -115,9 +126,9 @@ class Session:
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
         bump = {"feed_name": name, "now": now}
-        if self._conn.execute(_BUMP, bump).rowcount == 0:
+        if _BUMP.run(self._conn, bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
-            self._conn.execute(_BUMP, bump)
+            _BUMP.run(self._conn, bump)
         if key is not None:
             pk = self._conn.execute(_COUNTER, {"feed_name": name}).one().pk
             stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
@@ -141,7 +152,7 @@ class Session:
             "idempotency_key": key,
             "atom": atom,
         }
-        self._conn.execute(_APPEND, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
+        _APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
         return message, atom, False
 
     def _undo_bump(self, feed_pk: int) -> None:
@@ -177,7 +188,7 @@ class Session:
         pk, uuid, last_seq, updated = self._feed_row(name)
         after = 0
         if cursor is not None:
-            seq = self._conn.execute(_SEQ_OF, {"pk": pk, "message": message_uuid(cursor)}).scalar()
+            seq = _SEQ_OF.run(self._conn, {"pk": pk, "message": message_uuid(cursor)}).scalar()
             if seq is None:
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
@@ -189,7 +200,7 @@ class Session:
     def read(self, position: Position, limit: int) -> Page:
         """Up to `limit` messages from `position`, oldest first."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
-        found = self._conn.execute(_PAGE, page).all()
+        found = _PAGE.run(self._conn, page).all()
         rows = found[:limit]
         entries: list[bytes | Message] = [atom for _, atom in rows]
         unrendered = [seq for seq, atom in rows if atom is None]
@@ -201,20 +212,20 @@ class Session:
         last_id = None
         if rows:
             last_id = atom_id(
-                self._conn.execute(_UUID_AT, {"pk": position.feed_pk, "seq": rows[-1].seq}).scalar_one()
+                _UUID_AT.run(self._conn, {"pk": position.feed_pk, "seq": rows[-1].seq}).scalar_one()
             )
         return Page(position.feed, entries, last_id, len(found) > limit, position.version)
 
     def message(self, name: str, message_id: str) -> tuple[Message, bytes | None]:
         """A message, and its stored <entry> (None: stored without one)."""
         pk = self._feed_row(name).pk
-        row = self._conn.execute(_BY_UUID, {"pk": pk, "message": message_uuid(message_id)}).first()
+        row = _BY_UUID.run(self._conn, {"pk": pk, "message": message_uuid(message_id)}).first()
         if row is None:
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
         return _message(name, row), row.atom
 
     def feeds(self) -> list[Feed]:
-        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in self._conn.execute(_FEEDS)]
+        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
 
 
 class Store:

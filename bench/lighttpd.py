@@ -35,7 +35,9 @@ def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
-WSGIServer(hello, multiprocess=True).run()
+server = WSGIServer(hello, multiprocess=True)
+server.maxwrite = 65536  # records as large as AtomMQ's (atommq/gateway.py)
+server.run()
 """
 ENTRY = b"<entry><title>benchmark</title><content>an important message, of a typical size</content></entry>"
 HEADERS = {"Content-Type": "application/atom+xml", "Host": "localhost"}
