@@ -15,6 +15,7 @@ import argparse
 import http.client
 import multiprocessing
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -70,7 +71,25 @@ def percentile_ms(times: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-def latency(atommq: Client, hello: Client, rounds: int) -> None:
+class Commit:
+    """The floor of a durable publish on SQLite: one row inserted and committed with sqlite3 as
+    AtomMQ commits (WAL, synchronous=FULL: an fsync), in a file beside AtomMQ's. This VM's fsync
+    varies several-fold over a day, and a publish pays it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.connection = sqlite3.connect(folder / "commit-floor.db", isolation_level=None)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=FULL")
+        self.connection.execute("CREATE TABLE t (entry BLOB)")
+
+    def __call__(self) -> tuple[int, str, bytes]:
+        self.connection.execute("BEGIN IMMEDIATE")
+        self.connection.execute("INSERT INTO t VALUES (?)", (ENTRY,))
+        self.connection.execute("COMMIT")
+        return 200, "", b""
+
+
+def latency(atommq: Client, hello: Client, rounds: int, commit: Commit | None) -> None:
     """The requests of issue 11, interleaved round by round so that noise hits all alike."""
     for _ in range(1000):
         assert atommq.request("POST", "/atommq/feed=big", ENTRY, HEADERS)[0] == 201
@@ -86,6 +105,7 @@ def latency(atommq: Client, hello: Client, rounds: int) -> None:
     cases: dict[str, Callable[[], tuple[int, str, bytes]]] = {
         "floor: hello GET": lambda: hello.request("GET", "/atommq/hello"),
         "floor: hello POST, same body": lambda: hello.request("POST", "/atommq/hello", ENTRY, HEADERS),
+        **({"floor: a SQLite commit": commit} if commit else {}),
         f"floor: hello GET, {sizes['big']} B": lambda: hello.request("GET", f"/atommq/hello?{sizes['big']}"),
         f"floor: hello GET, {sizes['153']} B": lambda: hello.request("GET", f"/atommq/hello?{sizes['153']}"),
         "publish a small message": lambda: atommq.request("POST", "/atommq/feed=small", ENTRY, HEADERS),
@@ -158,7 +178,8 @@ def main() -> None:
         heads, hellos = servers[:2], servers[2:]
         hello = hellos[0]
         print(f"AtomMQ on {url}")
-        latency(Client(heads[0].port), Client(hello.port), args.rounds)
+        commit = None if args.database_url else Commit(shared)
+        latency(Client(heads[0].port), Client(hello.port), args.rounds, commit)
         # The floor under the same load: as many processes posting to the hello app.
         for what, path, publishers, over in (
             ("floor: hello", "/atommq/hello", 1, hellos[:1]),
