@@ -166,8 +166,8 @@ class _App:
                 return "304 Not Modified", headers, b""
             page = session.read(position, self.config.page_size)
         next_href = None
-        if page.more and page.last_id is not None:
-            next_href = f"{href}?start_after={quote(page.last_id, safe=':')}"
+        if page.more:
+            next_href = f"{href}?start_after={quote(atom.entry_id(page.entries[-1]), safe=':')}"
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
 

@@ -249,7 +249,7 @@ def _add_entry(parent: etree._Element | None, message: Message, default_author: 
     tag = _A + "entry"
     entry = etree.Element(tag, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, tag)
     draft = message.draft
-    _add_text(entry, _A + "id", message.id)
+    _add_text(entry, _A + "id", message.id)  # first: entry_id reads it from a stored entry
     _add_construct(entry, _A + "title", draft.title, draft.title_type)
     _add_text(entry, _A + "updated", message.updated)
     _add_text(entry, _A + "published", message.published)
@@ -286,6 +286,16 @@ def entry_xml(message: Message) -> bytes:
     if not text.startswith(_ENTRY_OPEN):  # the nsmap of _add_entry: cannot happen
         raise AssertionError(f"an entry was serialised as {text[:100]!r}")
     return _PLAIN_OPEN + text[len(_ENTRY_OPEN) :]
+
+
+def entry_id(entry: bytes | Message) -> str:
+    """The id of a message, from its stored entry_xml (which begins with it) or itself."""
+    if isinstance(entry, Message):
+        return entry.id
+    start = len(_PLAIN_OPEN + b"<id>")
+    if not entry.startswith(_PLAIN_OPEN + b"<id>"):  # entry_xml's own order: cannot happen
+        raise AssertionError(f"a stored entry begins {entry[:100]!r}")
+    return entry[start : entry.index(b"</id>", start)].decode("ascii")
 
 
 def render_entry(message: Message, stored: bytes | None = None) -> bytes:

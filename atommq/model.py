@@ -74,6 +74,5 @@ class Page:
     # Oldest first: each message's stored <entry> (atom.entry_xml), or the Message itself where
     # it was stored without one (before AtomMQ kept them), to be rendered.
     entries: list[bytes | Message]
-    last_id: str | None  # the id of the last message on this page (None: the page is empty)
     more: bool  # messages remain after the last one on this page
     version: str  # opaque; changes whenever this page's document would change

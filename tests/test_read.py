@@ -266,3 +266,18 @@ def test_a_page_larger_than_a_fastcgi_record_arrives_whole(client):
     assert response.ids() == ids
     assert [e.findtext("a:content", namespaces=ATOM_NS) for e in response.entries()] == texts
     assert len(response.body) > 250_000
+
+
+def test_a_missing_feed_and_a_missing_message_are_told_apart(client):
+    """Each answer names what is missing: the feed, or a message of a feed that exists."""
+    real = publish_many(client, "widgets", 1)[0]
+    unknown = "urn:uuid:00000000-0000-0000-0000-000000000000"
+    cases = [
+        (f"/feed=gadgets?start_after={real}", 404, "feed 'gadgets' does not exist"),
+        (f"/feed=widgets?start_after={unknown}", 400, f"feed 'widgets' has no message with id '{unknown}'"),
+        (f"/feed=gadgets/entry={real.removeprefix('urn:uuid:')}", 404, "feed 'gadgets' does not exist"),
+        ("/feed=widgets/entry=00000000-0000-0000-0000-000000000000", 404, "feed 'widgets' has no message"),
+    ]
+    for target, status, line in cases:
+        response = client.get(target)
+        assert (response.status, line in response.text) == (status, True), (target, response.text)
