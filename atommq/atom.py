@@ -4,6 +4,7 @@ Knows nothing of HTTP or SQL. The parser never loads DTDs, entities or anything 
 """
 
 import re
+import uuid as uuidlib
 
 from lxml import etree
 
@@ -226,18 +227,21 @@ def _add_text(parent: etree._Element, tag: str, text: str) -> etree._Element:
     return element
 
 
-def _add_construct(parent: etree._Element, tag: str, text: str, kind: str) -> None:
+def _add_construct(parent: etree._Element, tag: str, text: str, kind: str, splices: dict[str, str]) -> None:
     if kind == "xhtml" or (kind not in TEXT_TYPES and is_xml_media_type(kind)):
         wrapper = etree.fromstring(f"<w>{text}</w>", _PARSER)
         # Elements in no namespace must not fall into the default Atom namespace: their parent
-        # then undeclares it (xmlns="") and names itself with a prefix. It is made in place, as
-        # lxml re-maps the namespaces of an element moved in from elsewhere, ignoring xmlns="".
+        # then undeclares it (xmlns="") and names itself with a prefix.
         unqualified = any(
             etree.QName(node).namespace is None for node in wrapper.iterdescendants(etree.Element)
         )
         element = etree.SubElement(parent, tag, nsmap={"atom": ATOM, None: ""} if unqualified else None)
-        element.text = wrapper.text
-        element.extend(list(wrapper))
+        # The XML goes in as it was stored (it declares its own namespaces), in place of a
+        # marker, after serialisation: lxml re-maps the namespaces of elements moved into the
+        # entry, and dropped <atom:x> inside <order xmlns="urn:w"> to <x>, in urn:w.
+        marker = f"[splice {uuidlib.uuid4().hex}]"
+        splices[marker] = text
+        element.text = marker
     else:
         element = etree.SubElement(parent, tag)
         element.text = text
@@ -245,24 +249,24 @@ def _add_construct(parent: etree._Element, tag: str, text: str, kind: str) -> No
         element.set("type", kind)
 
 
-def _add_entry(parent: etree._Element | None, message: Message, default_author: bool) -> etree._Element:
-    tag = _A + "entry"
-    entry = etree.Element(tag, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, tag)
+def _entry_element(message: Message, splices: dict[str, str]) -> etree._Element:
+    """The message's <entry>; its XML constructs are markers, their XML is in `splices`."""
+    entry = etree.Element(_A + "entry", nsmap=_NSMAP)
     draft = message.draft
     _add_text(entry, _A + "id", message.id)  # first: entry_id reads it from a stored entry
-    _add_construct(entry, _A + "title", draft.title, draft.title_type)
+    _add_construct(entry, _A + "title", draft.title, draft.title_type, splices)
     _add_text(entry, _A + "updated", message.updated)
     _add_text(entry, _A + "published", message.published)
     # RFC 5023 10.2: when the entry was last edited; a message never is, so when it was stored.
     _add_text(entry, _P + "edited", message.updated)
-    if draft.author is not None or default_author:
+    if draft.author is not None:
         author = etree.SubElement(entry, _A + "author")
-        _add_text(author, _A + "name", draft.author or DEFAULT_AUTHOR)
+        _add_text(author, _A + "name", draft.author)
     if draft.summary is not None:
-        _add_construct(entry, _A + "summary", draft.summary, draft.summary_type)
+        _add_construct(entry, _A + "summary", draft.summary, draft.summary_type, splices)
     elif needs_summary(draft.content_type):
         _add_text(entry, _A + "summary", describe_content(draft.content_type, draft.content))
-    _add_construct(entry, _A + "content", draft.content, draft.content_type)
+    _add_construct(entry, _A + "content", draft.content, draft.content_type, splices)
     return entry
 
 
@@ -282,9 +286,12 @@ def entry_xml(message: Message) -> bytes:
     the default and the AtomPub one as app:. Made once, when the message is published, and
     stored (messages never change): a page joins these, and an entry document is one of them
     with its namespaces declared, so a message has the same bytes in a page and on its own."""
-    text = bytes(etree.tostring(_add_entry(None, message, default_author=False), encoding="utf-8"))
-    if not text.startswith(_ENTRY_OPEN):  # the nsmap of _add_entry: cannot happen
+    splices: dict[str, str] = {}
+    text = bytes(etree.tostring(_entry_element(message, splices), encoding="utf-8"))
+    if not text.startswith(_ENTRY_OPEN):  # the nsmap of _entry_element: cannot happen
         raise AssertionError(f"an entry was serialised as {text[:100]!r}")
+    for marker, xml in splices.items():
+        text = text.replace(marker.encode("ascii"), xml.encode("utf-8"), 1)
     return _PLAIN_OPEN + text[len(_ENTRY_OPEN) :]
 
 

@@ -68,7 +68,8 @@ MESSAGES = sa.Table(
     sa.Column("idempotency_key", _exact(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True),
     # The message's <entry> as it stands in a feed (atom.entry_xml), made once when it is
     # published, so that a page read joins stored bytes instead of rendering every message for
-    # every reader. UTF-8 bytes, as they are sent: a read neither decodes nor encodes them.
+    # every reader. UTF-8 bytes, as they are sent: a read neither decodes nor encodes them
+    # (but on PostgreSQL, text: see _ENTRY).
     # NULL for messages stored before AtomMQ kept it: those are rendered on read.
     sa.Column("atom", _ENTRY, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),

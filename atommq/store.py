@@ -34,6 +34,11 @@ class Position:
     after: int
 
 
+def _entry_bytes(stored: bytes | str | None) -> bytes | None:
+    """A stored <entry> as bytes (it is kept as text where schema.TEXT_ENTRIES says)."""
+    return stored.encode("utf-8") if isinstance(stored, str) else stored
+
+
 def _message(feed: str, row: Any) -> Message:
     """A Message from a row that starts with MESSAGE_COLUMNS."""
     uuid, title, title_type, content, content_type, author, summary, summary_type, published, updated = row[
@@ -111,10 +116,6 @@ class Session:
         self._dialect = dialect
         self._text_entries = dialect in TEXT_ENTRIES
 
-    def _entry(self, stored: bytes | str | None) -> bytes | None:
-        """A stored <entry> as bytes (it is kept as text where schema.TEXT_ENTRIES says)."""
-        return stored.encode("utf-8") if isinstance(stored, str) else stored
-
     def _feed_row(self, name: str) -> Any:
         row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
         if row is None:
@@ -146,7 +147,7 @@ class Session:
             stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(pk)
-                return _message(name, stored), self._entry(stored.atom), True
+                return _message(name, stored), _entry_bytes(stored.atom), True
         uuid = str(uuidlib.uuid4())
         message = Message(atom_id(uuid), name, draft, now, now)
         atom = None if render is None else render(message)
@@ -221,7 +222,7 @@ class Session:
         found = _PAGE.run(self._conn, page).all()
         rows = found[:limit]
         if self._text_entries:
-            rows = [(seq, self._entry(atom)) for seq, atom in rows]
+            rows = [(seq, _entry_bytes(atom)) for seq, atom in rows]
         entries: list[bytes | Message] = [atom for _, atom in rows]
         unrendered = [seq for seq, atom in rows if atom is None]
         if unrendered:
@@ -237,7 +238,7 @@ class Session:
         if row is None:
             self._feed_row(name)  # which is missing: the feed, or the message
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
-        return _message(name, row), self._entry(row.atom)
+        return _message(name, row), _entry_bytes(row.atom)
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
