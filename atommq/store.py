@@ -116,8 +116,14 @@ class Session:
         self._dialect = dialect
         self._text_entries = dialect in TEXT_ENTRIES
 
-    def _feed_row(self, name: str) -> Any:
-        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+    def _feed_row(self, name: str, cursor: str | None = None) -> Any:
+        """The feed's pk, uuid, last_seq and updated; with a `cursor`, then the seq of the
+        message it names (None: the feed has none such), in the same round trip."""
+        if cursor is None:
+            row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+        else:
+            values = {"feed_name": name, "message": message_uuid(cursor)}
+            row = _FEED_AND_CURSOR.run(self._conn, values).first()
         if row is None:
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
@@ -198,16 +204,11 @@ class Session:
 
     def locate(self, name: str, cursor: str | None, inclusive: bool) -> Position:
         """The feed and the place a page starts: after (or at) the message `cursor`."""
-        if cursor is None:
-            (pk, uuid, last_seq, updated), seq = self._feed_row(name), None
-        else:
-            values = {"feed_name": name, "message": message_uuid(cursor)}
-            row = _FEED_AND_CURSOR.run(self._conn, values).first()
-            if row is None:
-                raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
-            pk, uuid, last_seq, updated, seq = row
+        row = self._feed_row(name, cursor)
+        pk, uuid, last_seq, updated = row[:4]
         after = 0
         if cursor is not None:
+            seq = row[4]
             if seq is None:
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
