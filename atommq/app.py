@@ -23,7 +23,7 @@ from atommq.config import Config
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
-from atommq.store import Store
+from atommq.store import Session, Store
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -183,15 +183,18 @@ class _App:
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
         draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
         key = inbound.idempotency_key(environ)
+
+        def append(session: Session) -> tuple[Message, bytes, bool]:
+            # Its <entry> is made once, here, and stored with it.
+            message, stored, replayed = session.append(
+                name, draft, now=now_utc(), key=key, render=atom.entry_xml
+            )
+            # Before the commit: should this fail, the message is not stored either.
+            return message, atom.render_entry(message, stored), replayed
+
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
-                with self.store.writing() as session:
-                    # Its <entry> is made once, here, and stored with it.
-                    message, stored, replayed = session.append(
-                        name, draft, now=now_utc(), key=key, render=atom.entry_xml
-                    )
-                    # Before the commit: should this fail, the message is not stored either.
-                    document = atom.render_entry(message, stored)
+                message, document, replayed = self.store.write(append)
                 break
             except StoreConflict:
                 # The database rolled the whole transaction back to break a deadlock: run it

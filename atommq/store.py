@@ -12,11 +12,12 @@ import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from atommq import database
+from atommq.batch import GroupCommit
 from atommq.config import Config
 from atommq.errors import NotFound, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
@@ -115,6 +116,18 @@ class Session:
         self._conn = connection
         self._dialect = dialect
         self._text_entries = dialect in TEXT_ENTRIES
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the transaction that is undone alone if the block raises."""
+        self._conn.exec_driver_sql("SAVEPOINT atommq_write")
+        try:
+            yield
+        except BaseException:
+            self._conn.exec_driver_sql("ROLLBACK TO atommq_write")
+            raise
+        finally:
+            self._conn.exec_driver_sql("RELEASE atommq_write")
 
     def _feed_row(self, name: str, cursor: str | None = None) -> Any:
         """The feed's pk, uuid, last_seq and updated; with a `cursor`, then the seq of the
@@ -245,6 +258,14 @@ class Session:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
 
 
+T = TypeVar("T")
+
+
+def _contained(error: BaseException) -> bool:
+    """A write's own error, undone alone; not the database's, which fails its whole transaction."""
+    return not isinstance(error, (sa.exc.DBAPIError, sa.exc.TimeoutError))
+
+
 class Store:
     """One per process. Thread-safe: dataset gives each thread its own connection."""
 
@@ -254,6 +275,27 @@ class Store:
         self.dialect = self._db.engine.dialect.name
         self._schema = Schema(self._db.engine)
         self._turns = database.writer_turns(config)
+        # SQLite commits the writes a process's threads queue meanwhile together (batch.py):
+        # an fsync per COMMIT is what its writers queue for. A database server overlaps commits
+        # itself, and each connection writes alone.
+        self._group = GroupCommit(self._batch, Session.savepoint, _contained) if self._turns else None
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in a transaction that writes (`writing`), committed; returns what
+        it returned. On SQLite it may share its transaction with other threads' writes, each in
+        a savepoint: if work raises, its writes are undone and the others' are not."""
+        if self._group is None:
+            with self.writing() as session:
+                return work(session)
+        return self._group.run(work)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[Session]:
+        with self.writing() as session:
+            # pysqlite would begin the transaction at the first UPDATE; begun here, the first
+            # savepoint is not the transaction itself (whose RELEASE would commit it).
+            session._conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
 
     @contextlib.contextmanager
     def writing(self, commit: bool = True) -> Iterator[Session]:
