@@ -92,23 +92,38 @@ class GroupCommit(Generic[S]):
 
     def _commit(self, batch: list[_Write]) -> None:
         """Take a batch from the queue into `batch`, run it in one transaction, and set each
-        write's outcome."""
-        try:
-            with self._transaction() as session:
-                self._take(batch)
-                for write in batch:
-                    try:
-                        with self._savepoint(session):
-                            write.result = write.work(session)
-                        write.error = None
-                    except Exception as error:
-                        if not self._contained(error):
-                            raise
-                        write.error = error
-        except BaseException as error:
-            if not batch:  # the transaction did not begin: what waited for it fails with it
-                self._take(batch)
-            for write in batch:
-                write.result, write.error = None, error  # rolled back: nothing is stored
-            if not isinstance(error, Exception):
-                raise
+        write's outcome. A write that fails the transaction (the database's error) fails, and
+        the others run again in a new one: a publish fails for its own reason, not another's."""
+        pending: list[_Write] | None = None  # not yet taken: the transaction has not begun
+        while True:
+            culprit = None
+            try:
+                with self._transaction() as session:
+                    if pending is None:
+                        self._take(batch)
+                        pending = list(batch)
+                    for write in pending:
+                        try:
+                            with self._savepoint(session):
+                                write.result = write.work(session)
+                            write.error = None
+                        except Exception as error:
+                            write.result, write.error = None, error
+                            if not self._contained(error):
+                                culprit = write
+                                raise
+                return
+            except BaseException as error:
+                if pending is None:  # it did not begin: what waited for it fails with it
+                    self._take(batch)
+                    pending = list(batch)
+                if culprit is None:  # began, or commit, failed: rolled back, nothing is stored
+                    for write in pending:
+                        write.result, write.error = None, error
+                    if not isinstance(error, Exception):
+                        raise
+                    return
+                culprit.error = error  # as the transaction raised it (store.py's meaning)
+                pending.remove(culprit)
+                if not pending:
+                    return
