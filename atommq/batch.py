@@ -4,6 +4,7 @@ run together, each in a savepoint of one transaction, and committed by one COMMI
 Generic: no SQL (the transaction and the savepoint are the caller's), no HTTP.
 """
 
+import contextlib
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -102,14 +103,15 @@ class GroupCommit(Generic[S]):
                     if pending is None:
                         self._take(batch)
                         pending = list(batch)
+                    alone = len(pending) == 1  # its transaction is its savepoint
                     for write in pending:
                         try:
-                            with self._savepoint(session):
+                            with contextlib.nullcontext() if alone else self._savepoint(session):
                                 write.result = write.work(session)
                             write.error = None
                         except Exception as error:
                             write.result, write.error = None, error
-                            if not self._contained(error):
+                            if alone or not self._contained(error):
                                 culprit = write
                                 raise
                 return

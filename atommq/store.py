@@ -119,7 +119,12 @@ class Session:
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A part of the transaction that is undone alone if the block raises."""
+        """A part of the transaction that is undone alone if the block raises (on SQLite, where
+        writes are committed in groups)."""
+        if not self._conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            # pysqlite begins a transaction at the first UPDATE; begun here, the savepoint is
+            # not the transaction itself (whose RELEASE would commit it).
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
         self._conn.exec_driver_sql("SAVEPOINT atommq_write")
         try:
             yield
@@ -278,7 +283,7 @@ class Store:
         # SQLite commits the writes a process's threads queue meanwhile together (batch.py):
         # an fsync per COMMIT is what its writers queue for. A database server overlaps commits
         # itself, and each connection writes alone.
-        self._group = GroupCommit(self._batch, Session.savepoint, _contained) if self._turns else None
+        self._group = GroupCommit(self.writing, Session.savepoint, _contained) if self._turns else None
 
     def write(self, work: Callable[[Session], T]) -> T:
         """`work(session)` in a transaction that writes (`writing`), committed; returns what
@@ -288,14 +293,6 @@ class Store:
             with self.writing() as session:
                 return work(session)
         return self._group.run(work)
-
-    @contextlib.contextmanager
-    def _batch(self) -> Iterator[Session]:
-        with self.writing() as session:
-            # pysqlite would begin the transaction at the first UPDATE; begun here, the first
-            # savepoint is not the transaction itself (whose RELEASE would commit it).
-            session._conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
 
     @contextlib.contextmanager
     def writing(self, commit: bool = True) -> Iterator[Session]:
