@@ -1,5 +1,6 @@
-"""Group commit: the writes that one process's threads ask for while one of them is writing are
-run together, each in a savepoint of one transaction, and committed by one COMMIT (one fsync).
+"""Group commit: the writes that a process's threads ask for while one of them waits for the
+database's write lock, or holds it, are run together when it gets the lock, each in a savepoint
+of one transaction, and committed by one COMMIT (one fsync on SQLite).
 
 Generic: no SQL (the transaction and the savepoint are the caller's), no HTTP.
 """
@@ -37,12 +38,16 @@ class _Write:
 
 class GroupCommit(Generic[S]):
     """`run(work)` runs work(session) in a transaction and commits it, and returns what work
-    returned (or raises what it raised). A thread that asks while another leads a batch queues;
-    when the batch is committed, the first queued thread leads the next, with every write queued
-    by then (arrival order, MOST_PER_COMMIT at most), in its own thread: a session is only ever
-    used by the thread that opened it. A write that raises is rolled back to its savepoint and
-    the others are committed; if the transaction fails (begin, savepoint or commit), every write
-    of the batch fails with that error and none is stored."""
+    returned (or raises what it raised), once committed. A thread that asks while another leads a
+    batch queues; the leader takes the queue once its transaction has begun (arrival order,
+    MOST_PER_COMMIT at most), and when the batch is committed, the first thread still queued
+    leads the next. Every write runs in its leader's thread: a session is only ever used by the
+    thread that opened it. A write alone needs no savepoint. A write that raises an error of its
+    own is rolled back to its savepoint and the others are committed; one that fails the
+    transaction (the database's error) is rolled back with it, fails, and the others run again in
+    a new one; if the transaction cannot begin or commit, every write of the batch fails with
+    that error, and none is stored. A follower's wait is bounded by its leader's: the write lock's
+    time limit, and the database's."""
 
     def __init__(
         self,
