@@ -4,12 +4,13 @@ through the driver with nothing but a request's values.
 SQLAlchemy's own `Connection.execute` finds its cached compilation of a statement by walking
 the whole statement on every call, which for the publish INSERT (fourteen values) cost more than
 the INSERT itself: in-process on SQLite, a publish's two statements took 0.33 ms (median) through
-`execute` and 0.24 ms so. Errors are still SQLAlchemy's (`exec_driver_sql` wraps them), and so is
-the connection, its transaction and its pool. No XML, no HTTP; the statements are store.py's.
+`execute` and 0.24 ms so. On SQLite they run on the driver's cursor itself (see `run`). Errors
+are still SQLAlchemy's, and so is the connection, its transaction and its pool. No XML, no HTTP;
+the statements are store.py's.
 """
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,4 +71,42 @@ class Prepared:
             compiled = self._compiled[dialect] = _Compiled(self.statement, dialect)
         if compiled.deferred:
             return connection.execute(self.statement, dict(values))
-        return connection.exec_driver_sql(compiled.sql, compiled.parameters(values))
+        if dialect.name != "sqlite":
+            return connection.exec_driver_sql(compiled.sql, compiled.parameters(values))
+        # On SQLite, on the driver's cursor itself: SQLAlchemy's execution context around the
+        # statement was an eighth of a publish's instructions (callgrind: 0.09 M of 0.78 M for
+        # its two statements). sqlite3 returns the types the columns hold (str, int, bytes), so
+        # there is nothing to convert; a database server's round trip dwarfs what this saves.
+        parameters = compiled.parameters(values)
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, parameters)
+        except dialect.loaded_dbapi.Error as error:
+            # As SQLAlchemy would have raised it: database.meaning reads that.
+            wrapped = sa.exc.DBAPIError.instance(
+                compiled.sql, parameters, error, dialect.loaded_dbapi.Error, dialect=dialect
+            )
+            raise wrapped from error
+        return _Rows(cursor)
+
+
+class _Rows:
+    """A driver cursor's rows (plain tuples), with the part of SQLAlchemy's Result that the
+    store uses: first(), all(), iteration, rowcount."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.rowcount = cursor.rowcount
+
+    def first(self) -> Any:
+        row = self._cursor.fetchone()
+        self._cursor.close()
+        return row
+
+    def all(self) -> list[Any]:
+        rows = self._cursor.fetchall()
+        self._cursor.close()
+        return list(rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.all())
