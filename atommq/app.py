@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from atommq import atom, inbound
+from atommq import atom, inbound, jsonfeed
 from atommq.config import Config
 from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
@@ -31,6 +31,8 @@ Response = tuple[str, list[tuple[str, str]], bytes]
 
 FEED_TYPE = "application/atom+xml;type=feed"
 SERVICE_TYPE = "application/atomsvc+xml"
+# Feeds, entries and the service document come as Atom or JSON, by Accept (or ?format=).
+VARY = ("Vary", "Accept")
 # A publish that the database rolled back to break a deadlock is run again, this many times in all.
 PUBLISH_ATTEMPTS = 3
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
@@ -146,38 +148,53 @@ class _App:
         return f"{self.feed_href(environ, message.feed)}/entry={message_uuid(message.id)}"
 
     def service(self, environ: Environ) -> Response:
+        json_type, _ = inbound.representation(environ)
         with self.store.transaction() as session:
             feeds = session.feeds()
         readable = set(self.guard.readable(environ, [f.name for f in feeds]))
-        feeds = [f for f in feeds if f.name in readable]
-        document = atom.render_service([(f, self.feed_href(environ, f.name)) for f in feeds])
-        return "200 OK", [("Content-Type", SERVICE_TYPE)], document
+        listed = [(f, self.feed_href(environ, f.name)) for f in feeds if f.name in readable]
+        if json_type is not None:
+            return "200 OK", [("Content-Type", "application/json"), VARY], jsonfeed.render_service(listed)
+        return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed)
 
     def feed(self, environ: Environ, name: str) -> Response:
         cursor, inclusive, asked = inbound.cursor(environ.get("QUERY_STRING", ""))
+        json_type, format_asked = inbound.representation(environ)
         href = self.feed_href(environ, name)
         self_href = f"{href}?{asked}" if asked else href
         with self.store.transaction() as session:
             position = session.locate(name, cursor, inclusive)
-            tag = f"{position.version}|{self.config.page_size}|{self_href}"
+            tag = f"{position.version}|{self.config.page_size}|{self_href}|{json_type}"
             etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
-            headers = [("ETag", etag), ("Cache-Control", "no-cache")]
+            headers = [("ETag", etag), ("Cache-Control", "no-cache"), VARY]
             if _matches(environ, etag):
                 return "304 Not Modified", headers, b""
-            page = session.read(position, self.config.page_size)
+            page = session.read(position, self.config.page_size, messages=json_type is not None)
         next_href = None
         if page.more:
             next_href = f"{href}?start_after={quote(atom.entry_id(page.entries[-1]), safe=':')}"
+            next_href += f"&{format_asked}" if format_asked else ""
+        if json_type is not None:
+            items = [
+                jsonfeed.item(m, self.entry_href(environ, m)) for m in page.entries if isinstance(m, Message)
+            ]
+            document = jsonfeed.render_feed(page, items, self_href, next_href)
+            return "200 OK", [("Content-Type", json_type), *headers], document
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
 
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
+        json_type, _ = inbound.representation(environ)
         with self.store.transaction() as session:
             message, stored = session.message(name, message_id)
-        etag = f'"{message_uuid(message.id)}"'
-        headers = [("ETag", etag)]
+        # Each representation its own tag: a cache must not answer one with the other.
+        etag = f'"{message_uuid(message.id)}{"" if json_type is None else ".json"}"'
+        headers = [("ETag", etag), VARY]
         if _matches(environ, etag):
             return "304 Not Modified", headers, b""
+        if json_type is not None:
+            document = jsonfeed.render_item(message, self.entry_href(environ, message))
+            return "200 OK", [("Content-Type", json_type), *headers], document
         return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message, stored)
 
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:

@@ -133,21 +133,87 @@ def cursor(query: str) -> tuple[str | None, bool, str]:
         params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
     except (UnicodeError, ValueError):
         raise BadRequest("the query string is not valid; use ?start_after=ID or ?start_at=ID") from None
-    unknown = sorted(set(params) - {"start_after", "start_at"})
+    unknown = sorted(set(params) - {"start_after", "start_at", "format"})
     if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; use start_after=ID or start_at=ID")
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; use start_after=ID, start_at=ID or format=json")
+    shown = f"format={_format(params)}" if "format" in params else ""
+    params.pop("format", None)
     if len(params) > 1 or any(len(v) > 1 for v in params.values()):
         raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
     if not params:
-        return None, False, ""
+        return None, False, shown
     ((key, (value,)),) = params.items()
     if _CONTROL.search(value):
         raise BadRequest(f"{key} holds a control character; a message id never does")
-    asked = f"{key}={quote(value, safe=':')}"
+    asked = f"{key}={quote(value, safe=':')}" + (f"&{shown}" if shown else "")
     # An empty cursor (or the original's "0") means "from the first message".
     if value in ("", "0"):
         return None, False, asked
     return value, key == "start_at", asked
+
+
+# The JSON media types AtomMQ answers with (jsonfeed.py), the one it prefers first.
+JSON_TYPES = ("application/feed+json", "application/json")
+_ATOM_TYPES = ("application/atom+xml", "application/atomsvc+xml", "application/xml", "text/xml")
+
+
+def _format(params: dict[str, list[str]]) -> str:
+    values = params.get("format", [])
+    if len(values) != 1 or values[0] not in ("json", "atom"):
+        raise BadRequest("format must be given once, as format=json or format=atom")
+    return values[0]
+
+
+def representation(environ: Environ) -> tuple[str | None, str]:
+    """The JSON media type to answer with (None: Atom), and the query's format parameter as
+    asked ("format=json", "format=atom" or ""), which links to more of the same carry on.
+    ?format= decides; else the Accept header (RFC 9110 12.5.1): JSON when one of JSON_TYPES has
+    a higher quality than Atom's types (a tie, */* included, is Atom's, as it was before JSON)."""
+    query = environ.get("QUERY_STRING", "")
+    if "format=" in query:
+        try:
+            params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+        except (UnicodeError, ValueError):
+            raise BadRequest("the query string is not valid; use ?format=json") from None
+        if "format" in params:
+            asked = _format(params)
+            return (JSON_TYPES[0] if asked == "json" else None), f"format={asked}"
+    accept = environ.get("HTTP_ACCEPT", "")
+    if "json" not in accept:
+        return None, ""
+    ranges = _accept(accept)
+    best = max(JSON_TYPES, key=lambda media: _quality(ranges, media))
+    if _quality(ranges, best) <= max(_quality(ranges, media) for media in _ATOM_TYPES):
+        return None, ""
+    return best, ""
+
+
+def _accept(header: str) -> list[tuple[str, float]]:
+    """An Accept header's media ranges and their q values; a malformed q counts as 0."""
+    ranges = []
+    for part in header.split(","):
+        media, *parameters = [piece.strip() for piece in part.split(";")]
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        if media:
+            ranges.append((media.lower(), quality))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, float]], media: str) -> float:
+    """The q of the most specific range that matches `media` (0: none does)."""
+    kind = media.split("/", 1)[0]
+    for pattern in (media, f"{kind}/*", "*/*"):
+        found = [quality for candidate, quality in ranges if candidate == pattern]
+        if found:
+            return max(found)
+    return 0.0
 
 
 def idempotency_key(environ: Environ) -> str | None:

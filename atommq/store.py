@@ -91,6 +91,13 @@ _PAGE = Prepared(
     .order_by(MESSAGES.c.seq)
     .limit(_B("most", type_=sa.Integer))
 )
+# A page's messages themselves, for a representation other than their stored <entry>.
+_PAGE_MESSAGES = Prepared(
+    sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS)
+    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
+    .order_by(MESSAGES.c.seq)
+    .limit(_B("most", type_=sa.Integer))
+)
 # The messages of a page that were stored without their <entry>, to be rendered.
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
@@ -235,9 +242,14 @@ class Session:
         # The feed uuid makes a version unique across databases: a reset store never matches.
         return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after)
 
-    def read(self, position: Position, limit: int) -> Page:
-        """Up to `limit` messages from `position`, oldest first."""
+    def read(self, position: Position, limit: int, messages: bool = False) -> Page:
+        """Up to `limit` messages from `position`, oldest first: their stored <entry> (or the
+        message, where none was stored); with `messages`, the messages themselves."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
+        if messages:
+            found = _PAGE_MESSAGES.run(self._conn, page).all()
+            listed: list[bytes | Message] = [_message(position.feed.name, row[1:]) for row in found[:limit]]
+            return Page(position.feed, listed, len(found) > limit, position.version)
         found = _PAGE.run(self._conn, page).all()
         rows = found[:limit]
         if self._text_entries:

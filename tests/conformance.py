@@ -6,6 +6,7 @@ decodes. The validators' ERRORs are asserted; their warnings are left to a readi
 
 import base64
 import datetime
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ _ID = re.compile(r"\Aurn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 def validate(content_type: str, body: bytes, location: str | None = None) -> None:
     """Assert that a document is valid Atom or AtomPub, and passes the validators' checks;
     `location` is the URL it was fetched from, which a feed's rel="self" must be."""
+    if content_type.startswith(("application/feed+json", "application/json")):
+        check_json(json.loads(body), location)
+        return
     document = etree.fromstring(body)
     if content_type.startswith("application/atom+xml"):
         assert _ATOM.validate(document), _ATOM.error_log
@@ -38,6 +42,33 @@ def validate(content_type: str, body: bytes, location: str | None = None) -> Non
             check_entry(document, standalone=True)
     elif content_type.startswith("application/atomsvc+xml"):
         assert _APP.validate(document), _APP.error_log
+
+
+def check_json(document: Any, location: str | None) -> None:
+    """JSON Feed 1.1's rules for a feed (version, title, items; each item an id and content),
+    its feed_url the URL it came from; an item alone; or the list of feeds."""
+    if "feeds" in document:
+        assert all({"name", "url", "id", "updated"} <= set(f) for f in document["feeds"]), document
+        return
+    items = document["items"] if "version" in document else [document]
+    if "version" in document:
+        assert document["version"] == "https://jsonfeed.org/version/1.1"
+        assert isinstance(document["title"], str) and document["title"]
+        if location is not None:
+            assert unquote(document["feed_url"]) == unquote(location), (document["feed_url"], location)
+        ids = [item["id"] for item in items]
+        assert len(set(ids)) == len(ids), "an id twice in one page"
+    for item in items:
+        check_id(item["id"])
+        assert isinstance(item.get("content_text", item.get("content_html")), str), item
+        check_date(item["date_published"])
+        check_date(item["date_modified"])
+        assert set(item) <= {
+            "id", "url", "title", "content_text", "content_html", "summary",
+            "date_published", "date_modified", "authors", "_atommq",
+        }, item  # fmt: skip
+        if item["_atommq"].get("content_encoding") == "base64":
+            base64.b64decode(item["content_text"], validate=True)
 
 
 def check_feed(feed: Any, location: str | None) -> None:
