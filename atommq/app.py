@@ -24,6 +24,7 @@ from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, S
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
 from atommq.store import Session, Store
+from atommq.waiting import Watcher
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -62,6 +63,7 @@ class _App:
         self.log = log
         self.guard = Guard(config, log)
         self.store = store
+        self.watcher = Watcher(store.newest, config.max_waiters, log.warning)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # As sent: method names are case-sensitive (RFC 9110 9.1), and a web server's <Limit POST>
@@ -158,15 +160,21 @@ class _App:
         return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed)
 
     def feed(self, environ: Environ, name: str) -> Response:
-        cursor, inclusive, asked = inbound.cursor(environ.get("QUERY_STRING", ""))
+        cursor, inclusive, asked, wait = inbound.cursor(environ.get("QUERY_STRING", ""), self.config.max_wait)
+        preferred = inbound.prefer_wait(environ, self.config.max_wait)
         json_type, format_asked = inbound.representation(environ)
         href = self.feed_href(environ, name)
         self_href = f"{href}?{asked}" if asked else href
+        applied: list[tuple[str, str]] = []
+        if preferred is not None:  # the header over the query: a client's library sets it
+            wait = preferred
+        if wait > 0 and self._wait(name, cursor, inclusive, wait) and preferred is not None:
+            applied = [("Preference-Applied", f"wait={int(preferred)}")]
         with self.store.transaction() as session:
             position = session.locate(name, cursor, inclusive)
             tag = f"{position.version}|{self.config.page_size}|{self_href}|{json_type}"
             etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
-            headers = [("ETag", etag), ("Cache-Control", "no-cache"), VARY]
+            headers = [("ETag", etag), ("Cache-Control", "no-cache"), VARY, *applied]
             if _matches(environ, etag):
                 return "304 Not Modified", headers, b""
             page = session.read(position, self.config.page_size, messages=json_type is not None)
@@ -182,6 +190,16 @@ class _App:
             return "200 OK", [("Content-Type", json_type), *headers], document
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
+
+    def _wait(self, name: str, cursor: str | None, inclusive: bool, seconds: float) -> bool:
+        """Wait, holding no transaction, until the feed has a message after the cursor, or
+        `seconds` pass; at once when it has one already. False: too many wait already, or
+        waiting is off, and the answer is given at once."""
+        with self.store.transaction() as session:
+            position = session.locate(name, cursor, inclusive)
+        if position.last_seq > position.after:
+            return True
+        return self.watcher.wait(name, position.last_seq, seconds) is not None
 
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
         json_type, _ = inbound.representation(environ)
@@ -212,6 +230,7 @@ class _App:
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
                 message, document, replayed = self.store.write(append)
+                self.watcher.published()
                 break
             except StoreConflict:
                 # The database rolled the whole transaction back to break a deadlock: run it

@@ -57,6 +57,13 @@ class Config:
     # Seconds a MariaDB/MySQL server may leave a request unanswered (no greeting, no result)
     # before the answer is a 503: PyMySQL would otherwise wait for ever.
     database_timeout: int = 30
+    # Most seconds a feed GET may wait for a new message (?wait=N, Prefer: wait=N); below the
+    # web servers' timeouts (mod_fcgid's 40 s) and shared hosts' CGI limits (often 30-60 s).
+    # 0 turns waiting off: every GET is answered at once.
+    max_wait: int = 25
+    # Most requests that may wait at once in one process; those beyond are answered at once.
+    # Each takes a FastCGI thread while it waits (beside the 8 that do the other work).
+    max_waiters: int = 100
     # Who may read and publish which feeds: the INI file's [read] and [publish] sections.
     # With neither, access control is off: anyone may do anything.
     access: access_rules.Rules = access_rules.Rules()
@@ -95,6 +102,12 @@ def _check(raw: dict[str, Any]) -> Config:
         values["page_size"] = _positive_int("page_size", raw["page_size"], 100_000)
     if "database_timeout" in raw:
         values["database_timeout"] = _positive_int("database_timeout", raw["database_timeout"], 3600)
+    if "max_wait" in raw:
+        values["max_wait"] = (
+            0 if raw["max_wait"].strip() == "0" else _positive_int("max_wait", raw["max_wait"], 3600)
+        )
+    if "max_waiters" in raw:
+        values["max_waiters"] = _positive_int("max_waiters", raw["max_waiters"], 10_000)
     if "max_body_bytes" in raw:
         values["max_body_bytes"] = _positive_int("max_body_bytes", raw["max_body_bytes"], 2**31)
     if "log_level" in raw:

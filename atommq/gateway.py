@@ -4,10 +4,12 @@ Each builds the app from the configuration and hands it to the gateway; the scri
 cgi-bin/ are a few lines that call these.
 """
 
+import collections
 import logging
 import os
 import stat
 import sys
+import threading
 import traceback
 from collections.abc import Iterable
 from typing import Any
@@ -29,7 +31,8 @@ its listening socket on standard input: no argument is needed then. Started by h
 unix socket path or the HOST:PORT to listen on, e.g. atommq.fcgi /run/atommq/atommq.sock
 """
 
-# flup's worker threads; each holds at most one database connection (the pool has room for all).
+# flup's worker threads for requests that do not wait; each holds at most one database
+# connection (the pool has room for all). Waiting requests hold none while they wait.
 FASTCGI_THREADS = 8
 # The body of one FastCGI record (its contentLength is 16 bits), a multiple of 8.
 FASTCGI_RECORD = 65528
@@ -97,6 +100,61 @@ def _stdin_is_socket() -> bool:
         return False
 
 
+class ThreadPool:
+    """The thread pool flup's server hands each connection to (its addJob and shutdown), in
+    place of flup's own, which closed a connection that found every thread busy (the web server
+    then answers the client with an error), and which counts a thread idle until it has taken
+    the job handed to it, so that a burst of connections queued behind threads already spoken
+    for (seen: 24 consumers arriving together, ~9 busy threads, a publish waiting 7 s behind
+    waiting consumers). Here every job is queued, a thread is started for each job that no idle
+    thread will take (`most` threads at most), and threads beyond SPARE idle ones end."""
+
+    SPARE = 5
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._changed = threading.Condition()
+        self._jobs: collections.deque[Any] = collections.deque()
+        self._threads = self._idle = 0  # idle: not running a job (waiting, or about to)
+        self._stopping = False
+
+    def addJob(self, job: Any, allowQueuing: bool = True) -> bool:  # noqa: N802, N803
+        with self._changed:
+            self._jobs.append(job)
+            if self._idle < len(self._jobs) and self._threads < self._most:
+                self._threads += 1
+                self._idle += 1
+                threading.Thread(target=self._work, name="atommq-fastcgi", daemon=True).start()
+            self._changed.notify()
+        return True
+
+    def shutdown(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+
+    def _work(self) -> None:
+        with self._changed:
+            while True:
+                while not self._jobs:
+                    if self._stopping or self._idle > self.SPARE:
+                        self._threads -= 1
+                        self._idle -= 1
+                        return
+                    self._changed.wait()
+                job = self._jobs.popleft()
+                self._idle -= 1
+                self._changed.release()
+                try:
+                    job.run()
+                except Exception:  # flup's own failure (the app answers its errors itself)
+                    sys.stderr.write(f"AtomMQ: a FastCGI connection failed:\n{traceback.format_exc()}")
+                finally:
+                    del job  # its connection is closed now, not when this thread runs the next
+                    self._changed.acquire()
+                self._idle += 1
+
+
 def run_fastcgi(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv) or len(argv) > 1:
         sys.stdout.write(FASTCGI_USAGE)
@@ -111,14 +169,6 @@ def run_fastcgi(argv: list[str]) -> int:
         sys.stderr.write(FASTCGI_USAGE + diagnosis())
         return 2
     from flup.server.fcgi import WSGIServer
-    from flup.server.threadpool import ThreadPool
-
-    class QueueingPool(ThreadPool):  # type: ignore[misc]
-        """flup closes a connection that finds every thread busy, and the web server answers
-        the client with an error; queue it for the next free thread instead."""
-
-        def addJob(self, job: Any, allowQueuing: bool = True) -> bool:  # noqa: N802, N803
-            return bool(super().addJob(job, allowQueuing=True))
 
     from atommq.app import make_app, open_store
 
@@ -131,7 +181,9 @@ def run_fastcgi(argv: list[str]) -> int:
         return 2
     # debug=False: flup's debug pages leak tracebacks to clients; our app never raises anyway.
     server = WSGIServer(_input_terminated(app), bindAddress=bind, debug=False, multiprocess=True)
-    server._threadPool = QueueingPool(maxThreads=FASTCGI_THREADS)
+    # Requests that wait for a message (waiting.py) take threads of their own, max_waiters at
+    # most: FASTCGI_THREADS are always left for the rest.
+    server._threadPool = ThreadPool(FASTCGI_THREADS + settings.max_waiters)
     # flup cuts an answer into records of at most 8 KiB (for mod_fastcgi's old receive buffer),
     # three sends each, copying the rest of the body every time: a 300 KB page took 111 sends.
     # Records of 64 KiB (the protocol's largest, a multiple of 8: no padding) take 5.

@@ -6,7 +6,7 @@ HTTP input only: no routing, no responses, no SQL. Bad input raises BadRequest o
 import base64
 import re
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, parse_qsl, quote
 
 from atommq import atom
 from atommq.errors import BadRequest, BodyTooLarge, LengthRequired, Unauthorized
@@ -125,31 +125,57 @@ def path_info(environ: Environ) -> str:
     return path
 
 
-def cursor(query: str) -> tuple[str | None, bool, str]:
-    """The start_after or start_at id from the query string, whether it is inclusive, and the
-    query as asked, normalised ("start_after=ID", "start_after=" or ""), for the page's self
-    link: a feed's rel="self" is the URL it was fetched from (RFC 4287 4.2.7.2)."""
+def cursor(query: str, max_wait: int = 0) -> tuple[str | None, bool, str, float]:
+    """The start_after or start_at id from the query string, whether it is inclusive, the query
+    as asked, normalised (e.g. "start_after=ID&format=json", in the order given), for the page's
+    self link: a feed's rel="self" is the URL it was fetched from (RFC 4287 4.2.7.2); and the
+    seconds ?wait= asks to wait for a message (0: none; at most `max_wait`)."""
     try:
-        params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict", max_num_fields=20)
     except (UnicodeError, ValueError):
         raise BadRequest("the query string is not valid; use ?start_after=ID or ?start_at=ID") from None
-    unknown = sorted(set(params) - {"start_after", "start_at", "format"})
+    params: dict[str, list[str]] = {}
+    for key, value in pairs:
+        params.setdefault(key, []).append(value)
+    unknown = sorted(set(params) - {"start_after", "start_at", "format", "wait"})
     if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; use start_after=ID, start_at=ID or format=json")
-    shown = f"format={_format(params)}" if "format" in params else ""
-    params.pop("format", None)
-    if len(params) > 1 or any(len(v) > 1 for v in params.values()):
+        raise BadRequest(
+            f"unknown parameter {unknown[0]!r}; use start_after=ID, start_at=ID, format=json or wait=SECONDS"
+        )
+    if "format" in params:
+        _format(params)
+    wait = _wait(params["wait"], max_wait) if "wait" in params else 0.0
+    cursors = [(key, value) for key, value in pairs if key in ("start_after", "start_at")]
+    if len(cursors) > 1:
         raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
-    if not params:
-        return None, False, shown
-    ((key, (value,)),) = params.items()
+    asked = "&".join(f"{key}={quote(value, safe=':')}" for key, value in pairs)
+    if not cursors:
+        return None, False, asked, wait
+    ((key, value),) = cursors
     if _CONTROL.search(value):
         raise BadRequest(f"{key} holds a control character; a message id never does")
-    asked = f"{key}={quote(value, safe=':')}" + (f"&{shown}" if shown else "")
     # An empty cursor (or the original's "0") means "from the first message".
     if value in ("", "0"):
-        return None, False, asked
-    return value, key == "start_at", asked
+        return None, False, asked, wait
+    return value, key == "start_at", asked, wait
+
+
+def _wait(values: list[str], max_wait: int) -> float:
+    if len(values) != 1 or not values[0].isascii() or not values[0].isdigit():
+        raise BadRequest("wait must be given once, as a whole number of seconds, e.g. wait=20")
+    return float(min(int(values[0][:6]), max_wait))
+
+
+def prefer_wait(environ: Environ, max_wait: int) -> float | None:
+    """The seconds a Prefer: wait=N header asks to wait (RFC 7240 4.3), at most `max_wait`;
+    None when it asks nothing. A preference the server cannot read is ignored (RFC 7240 2)."""
+    header = environ.get("HTTP_PREFER", "")
+    for preference in header.split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        value = value.strip().strip('"')
+        if name.strip().lower() == "wait" and value.isascii() and value.isdigit():
+            return float(min(int(value[:6]), max_wait))
+    return None
 
 
 # The JSON media types AtomMQ answers with (jsonfeed.py), the one it prefers first.

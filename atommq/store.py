@@ -33,6 +33,7 @@ class Position:
     version: str  # opaque: changes whenever a page from here would change
     feed_pk: int
     after: int
+    last_seq: int  # the feed's newest message: the page is empty while it is `after`
 
 
 def _entry_bytes(stored: bytes | str | None) -> bytes | None:
@@ -102,6 +103,7 @@ _PAGE_MESSAGES = Prepared(
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
+_NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
 _FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
 # A message is inserted with the seq that the feed's counter was just bumped to, read in the
 # INSERT itself (one round trip fewer than reading it first).
@@ -240,7 +242,7 @@ class Session:
             after = seq - 1 if inclusive else seq
         feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
-        return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after)
+        return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq)
 
     def read(self, position: Position, limit: int, messages: bool = False) -> Page:
         """Up to `limit` messages from `position`, oldest first: their stored <entry> (or the
@@ -270,6 +272,10 @@ class Session:
             self._feed_row(name)  # which is missing: the feed, or the message
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
         return _message(name, row), _entry_bytes(row[len(MESSAGE_COLUMNS)])
+
+    def newest(self, names: list[str]) -> dict[str, int]:
+        """The seq of each named feed's newest message (a feed that does not exist: absent)."""
+        return dict(self._conn.execute(_NEWEST, {"names": names}).all())
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
@@ -307,6 +313,11 @@ class Store:
             with self.writing() as session:
                 return work(session)
         return self._group.run(work)
+
+    def newest(self, names: list[str]) -> dict[str, int]:
+        """Session.newest in a transaction of its own (waiting.py's watcher asks it)."""
+        with self.transaction() as session:
+            return session.newest(names)
 
     @contextlib.contextmanager
     def writing(self, commit: bool = True) -> Iterator[Session]:

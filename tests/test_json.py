@@ -113,7 +113,9 @@ def test_a_message_is_an_item_and_the_service_document_lists_the_feeds(client):
     assert first["title"] == "T" and first["authors"] == [{"name": "cron"}]
     assert first["date_published"] == first["date_modified"]
     listing = json.loads(client.get("/", Accept="application/json").body)
-    assert [(f["name"], f["url"]) for f in listing["feeds"]] == [("jobs", f"http://localhost{PREFIX}/feed=jobs")]
+    assert [(f["name"], f["url"]) for f in listing["feeds"]] == [
+        ("jobs", f"http://localhost{PREFIX}/feed=jobs")
+    ]
 
 
 @pytest.mark.parametrize(
