@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from atommq import database
 from atommq.batch import GroupCommit
 from atommq.config import Config
-from atommq.errors import NotFound, UnknownCursor
+from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
 from atommq.prepared import Prepared
 from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, TEXT_ENTRIES, Schema
@@ -300,6 +300,12 @@ class Store:
         self._schema = Schema(self._db.engine)
         self._turns = database.writer_turns(config)
         self._writer: sa.Connection | None = None  # SQLite's writing connection (see writing)
+        # At most pool_size transactions at once on pooled connections. dataset takes a
+        # connection while it holds a lock of its own, which it also needs to give one back: a
+        # thread that waits there for a pooled connection keeps every other from returning one
+        # (seen: 100 waiting requests woken together hung for the pool's 30 s timeout). Threads
+        # queue here instead, holding nothing.
+        self._slots = threading.BoundedSemaphore(pool_size)
         # SQLite commits the writes a process's threads queue meanwhile together (batch.py):
         # an fsync per COMMIT is what its writers queue for. A database server overlaps commits
         # itself, and each connection writes alone.
@@ -350,18 +356,23 @@ class Store:
     def transaction(self, commit: bool = True) -> Iterator[Session]:
         """One transaction: committed when the block ends (rolled back instead with
         commit=False: a trial run), rolled back if the block raises."""
-        with self._database_errors(self._discard_connection):
-            self._schema.ensure()
-            self._db.begin()
-            try:
-                yield Session(self._db.executable, self.dialect)
-            except BaseException:
-                self._db.rollback()
-                raise
-            if commit:
-                self._db.commit()
-            else:
-                self._db.rollback()
+        if not self._slots.acquire(timeout=database.LOCK_WAIT_SECONDS):
+            raise StoreUnavailable("the server is busy with other requests; try again shortly")
+        try:
+            with self._database_errors(self._discard_connection):
+                self._schema.ensure()
+                self._db.begin()
+                try:
+                    yield Session(self._db.executable, self.dialect)
+                except BaseException:
+                    self._db.rollback()
+                    raise
+                if commit:
+                    self._db.commit()
+                else:
+                    self._db.rollback()
+        finally:
+            self._slots.release()
 
     @contextlib.contextmanager
     def _database_errors(self, discard: Callable[[], None]) -> Iterator[None]:
