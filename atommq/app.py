@@ -193,8 +193,8 @@ class _App:
 
     def _wait(self, name: str, cursor: str | None, inclusive: bool, seconds: float) -> bool:
         """Wait, holding no transaction, until the feed has a message after the cursor, or
-        `seconds` pass; at once when it has one already. False: too many wait already, or
-        waiting is off, and the answer is given at once."""
+        `seconds` pass; at once when it has one already. False: too many wait already in this
+        process (max_waiters), and the answer is given at once."""
         with self.store.transaction() as session:
             position = session.locate(name, cursor, inclusive)
         if position.last_seq > position.after:
