@@ -284,6 +284,14 @@ class Session:
 T = TypeVar("T")
 
 
+def _throw_away(connection: sa.Connection | None) -> None:
+    """Close a connection that failed, and keep its driver connection out of the pool."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.invalidate()
+            connection.close()
+
+
 def _contained(error: BaseException) -> bool:
     """A write's own error, undone alone; not the database's, which fails its whole transaction."""
     return not isinstance(error, (sa.exc.DBAPIError, sa.exc.TimeoutError))
@@ -390,10 +398,7 @@ class Store:
 
     def _discard_writer(self) -> None:
         connection, self._writer = self._writer, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
-                connection.close()
+        _throw_away(connection)
 
     def _discard_connection(self) -> None:
         """Throw this thread's connection away, and dataset's record of its transaction. The
@@ -403,10 +408,7 @@ class Store:
         dataset offers no way to drop it (a "failed" row was once committed with the next write)."""
         with self._db.lock:
             connection = self._db.connections.pop(threading.get_ident(), None)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
-                connection.close()
+        _throw_away(connection)
         if hasattr(self._db.local, "tx"):
             self._db.local.tx = []
 
