@@ -56,7 +56,6 @@ def test_format_json_in_the_query_is_json_for_curl_and_its_next_link_keeps_it(ma
     )
 
 
-@pytest.mark.http
 @pytest.mark.parametrize(
     "accept, json_type",
     [
@@ -80,7 +79,6 @@ def test_accept_chooses_json_only_when_the_client_prefers_it(client, accept, jso
             assert response.headers["content-type"] == (json_type if path != "/" else "application/json")
 
 
-@pytest.mark.http
 def test_json_and_atom_have_their_own_etags_and_a_json_poll_gets_304(client):
     message = client.publish("jobs", "a").xml().findtext("a:id", namespaces=ATOM_NS)
     atom_tag = client.get("/feed=jobs").headers["etag"]

@@ -66,7 +66,6 @@ def test_a_page_that_has_messages_is_answered_at_once_whatever_the_wait(client):
     assert len(response.ids()) == 1 and response.headers["preference-applied"] == "wait=20"
 
 
-@pytest.mark.http
 def test_what_cannot_wait_is_answered_at_once(client):
     client.publish("jobs", "a")
     started = time.monotonic()
