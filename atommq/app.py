@@ -177,16 +177,14 @@ class _App:
             headers = [("ETag", etag), ("Cache-Control", "no-cache"), VARY, *applied]
             if _matches(environ, etag):
                 return "304 Not Modified", headers, b""
-            page = session.read(position, self.config.page_size, messages=json_type is not None)
+            page = session.read(position, self.config.page_size, "atom" if json_type is None else "json")
         next_href = None
         if page.more:
-            next_href = f"{href}?start_after={quote(atom.entry_id(page.entries[-1]), safe=':')}"
+            last = (atom.entry_id if json_type is None else jsonfeed.item_id)(page.entries[-1])
+            next_href = f"{href}?start_after={quote(last, safe=':')}"
             next_href += f"&{format_asked}" if format_asked else ""
         if json_type is not None:
-            items = [
-                jsonfeed.item(m, self.entry_href(environ, m)) for m in page.entries if isinstance(m, Message)
-            ]
-            document = jsonfeed.render_feed(page, items, self_href, next_href)
+            document = jsonfeed.render_feed(page, f"{href}/entry=", self_href, next_href)
             return "200 OK", [("Content-Type", json_type), *headers], document
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
@@ -204,14 +202,15 @@ class _App:
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
         json_type, _ = inbound.representation(environ)
         with self.store.transaction() as session:
-            message, stored = session.message(name, message_id)
+            message, stored = session.message(name, message_id, "atom" if json_type is None else "json")
         # Each representation its own tag: a cache must not answer one with the other.
         etag = f'"{message_uuid(message.id)}{"" if json_type is None else ".json"}"'
         headers = [("ETag", etag), VARY]
         if _matches(environ, etag):
             return "304 Not Modified", headers, b""
         if json_type is not None:
-            document = jsonfeed.render_item(message, self.entry_href(environ, message))
+            entries_href = f"{self.feed_href(environ, name)}/entry="
+            document = jsonfeed.render_item(message if stored is None else stored, entries_href)
             return "200 OK", [("Content-Type", json_type), *headers], document
         return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message, stored)
 
@@ -220,9 +219,9 @@ class _App:
         key = inbound.idempotency_key(environ)
 
         def append(session: Session) -> tuple[Message, bytes, bool]:
-            # Its <entry> is made once, here, and stored with it.
+            # Its <entry> and JSON item are made once, here, and stored with it.
             message, stored, replayed = session.append(
-                name, draft, now=now_utc(), key=key, render=atom.entry_xml
+                name, draft, now=now_utc(), key=key, render=_renderings
             )
             # Before the commit: should this fail, the message is not stored either.
             return message, atom.render_entry(message, stored), replayed
@@ -249,6 +248,11 @@ class _App:
             headers.append(("Idempotent-Replayed", "true"))
         self.log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
         return "201 Created", headers, document
+
+
+def _renderings(message: Message) -> dict[str, bytes]:
+    """What is stored with a message, made when it is published (store.RENDERINGS)."""
+    return {"atom": atom.entry_xml(message), "json": jsonfeed.stored_item(message)}
 
 
 def _mount_point(environ: Environ) -> str:

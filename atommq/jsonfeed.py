@@ -11,6 +11,10 @@ A message's content comes back as it was published, with no decoding by hand:
   `_atommq.content_encoding` says "base64".
 `_atommq.content_type` is the type the message was published with ("text", "html", "xhtml" or a
 media type).
+
+An item is made once, when its message is published (stored_item), and stored without its "url",
+which depends on the address it is asked at: a page joins stored items, putting each one's url
+in (with_url), as an Atom page joins stored entries.
 """
 
 import base64
@@ -30,12 +34,47 @@ def is_json_media_type(media_type: str) -> bool:
     return base == "application/json" or base.endswith("+json")
 
 
-def item(message: Message, url: str) -> dict[str, Any]:
-    """One message as a JSON Feed item; `url` is its entry's address."""
+def stored_item(message: Message) -> bytes:
+    """The message as a JSON Feed item without its "url", as stored: "id" first (with_url and
+    item_id rely on it), then the rest; one line, no newline."""
+    return _compact(_item(message))
+
+
+def item_id(stored: bytes | Message) -> str:
+    """The id of a message, from its stored_item or itself."""
+    if isinstance(stored, Message):
+        return stored.id
+    if not stored.startswith(_ITEM_OPEN) or stored[_ID_END : _ID_END + 2] != b'",':  # cannot happen
+        raise AssertionError(f"a stored item begins {stored[:100]!r}")
+    return stored[len(_ITEM_OPEN) - len(b"urn:uuid:") : _ID_END].decode("ascii")
+
+
+def with_url(stored: bytes | Message, entries_href: str) -> bytes:
+    """A stored item (or a message stored before items were, made now) with its entry's
+    address put in after its id: `entries_href` followed by the message's uuid. The item a
+    reader gets."""
+    return _with_urls([stored], entries_href)[0]
+
+
+def _with_urls(entries: list[bytes | Message], entries_href: str) -> list[bytes]:
+    # The address as a JSON string without its closing quote, made once for the page (a uuid
+    # needs no escaping); then each item is slices joined.
+    opening = b',"url":' + _compact(entries_href)[:-1]
+    items = []
+    for stored in entries:
+        if isinstance(stored, Message):
+            stored = stored_item(stored)
+        item_id(stored)  # checks its shape
+        head, uuid, rest = stored[:_ID_END], stored[_ID_END - 36 : _ID_END], stored[_ID_END:]
+        items.append(b"".join((head, b'"', opening, uuid, rest)))
+    return items
+
+
+def _item(message: Message) -> dict[str, Any]:
     draft = message.draft
     kind = draft.content_type
     extension: dict[str, Any] = {"content_type": kind or "text"}
-    found: dict[str, Any] = {"id": message.id, "url": url}
+    found: dict[str, Any] = {"id": message.id}
     if draft.title:
         found["title"] = draft.title
         if draft.title_type not in ("", "text"):
@@ -61,19 +100,21 @@ def item(message: Message, url: str) -> dict[str, Any]:
     return found
 
 
-def render_item(message: Message, url: str) -> bytes:
-    return _dump(item(message, url))
+def render_item(stored: bytes | Message, entries_href: str) -> bytes:
+    """One message's document: its item (with_url's), as a line."""
+    return with_url(stored, entries_href) + b"\n"
 
 
-def render_feed(page: Page, items: list[dict[str, Any]], self_href: str, next_href: str | None) -> bytes:
-    """A page of a feed, oldest message first, with `items` (item() of each message of the page);
-    `next_url` when more remain."""
+def render_feed(page: Page, entries_href: str, self_href: str, next_href: str | None) -> bytes:
+    """A page of a feed, oldest message first: its stored items (or messages), each with its
+    address (with_url); `next_url` when more remain."""
     document: dict[str, Any] = {"version": VERSION, "title": page.feed.name, "feed_url": self_href}
     if next_href is not None:
         document["next_url"] = next_href
-    document["items"] = items
-    document["_atommq"] = {"id": page.feed.id, "updated": page.feed.updated}
-    return _dump(document)
+    extension = {"id": page.feed.id, "updated": page.feed.updated}
+    head = _compact(document)[:-1]  # without its closing brace
+    items = b",".join(_with_urls(page.entries, entries_href))
+    return b'%s,"items":[%s],"_atommq":%s}\n' % (head, items, _compact(extension))
 
 
 def render_service(feeds: list[tuple[Feed, str]]) -> bytes:
@@ -91,5 +132,15 @@ def _utf8(encoded: str) -> str | None:
 
 
 def _dump(document: Any) -> bytes:
-    # Non-ASCII as itself (UTF-8, the only JSON encoding: RFC 8259 8.1); one line for curl | jq.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """A document as a line, for curl | jq."""
+    return _compact(document) + b"\n"
+
+
+def _compact(value: Any) -> bytes:
+    # Non-ASCII as itself (UTF-8, the only JSON encoding: RFC 8259 8.1).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# A stored item begins {"id":"urn:uuid:<36 characters>", (stored_item, model.atom_id).
+_ITEM_OPEN = b'{"id":"urn:uuid:'
+_ID_END = len(_ITEM_OPEN) + 36

@@ -72,6 +72,10 @@ MESSAGES = sa.Table(
     # (but on PostgreSQL, text: see _ENTRY).
     # NULL for messages stored before AtomMQ kept it: those are rendered on read.
     sa.Column("atom", _ENTRY, nullable=True),
+    # The same for JSON: the message as a JSON Feed item without its "url" (jsonfeed.stored_item),
+    # which depends on the address it is asked at and is put in on read. NULL for messages
+    # stored before AtomMQ kept it: rendered on read.
+    sa.Column("json", _ENTRY, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 MESSAGE_COLUMNS = (
@@ -87,7 +91,9 @@ MESSAGE_COLUMNS = (
     MESSAGES.c.updated,
 )
 # Columns added since the first release: a table created before them gets them on first use.
-ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type, MESSAGES.c.atom)
+ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type, MESSAGES.c.atom, MESSAGES.c.json)
+# The stored renderings of a message, by the name a reader asks for them with.
+RENDERINGS = {"atom": MESSAGES.c.atom, "json": MESSAGES.c.json}
 
 
 class Schema:

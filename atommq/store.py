@@ -22,7 +22,7 @@ from atommq.config import Config
 from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
 from atommq.prepared import Prepared
-from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, TEXT_ENTRIES, Schema
+from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, RENDERINGS, TEXT_ENTRIES, Schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,8 @@ class Position:
 
 
 def _entry_bytes(stored: bytes | str | None) -> bytes | None:
-    """A stored <entry> as bytes (it is kept as text where schema.TEXT_ENTRIES says)."""
+    """A stored rendering (<entry>, JSON item) as bytes (kept as text where schema.TEXT_ENTRIES
+    says)."""
     return stored.encode("utf-8") if isinstance(stored, str) else stored
 
 
@@ -80,26 +81,23 @@ _FEED_AND_CURSOR = Prepared(
         .scalar_subquery(),
     ).where(FEEDS.c.name == _B("feed_name"))
 )
-# A message and its stored <entry>, by feed name and uuid, in one round trip.
+# A message and its stored renderings (RENDERINGS' order), by feed name and uuid, in one round trip.
 _MESSAGE = Prepared(
-    sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom)
+    sa.select(*MESSAGE_COLUMNS, *RENDERINGS.values())
     .join(FEEDS, FEEDS.c.pk == MESSAGES.c.feed_pk)
     .where(FEEDS.c.name == _B("feed_name"), MESSAGES.c.uuid == _B("message"))
 )
-_PAGE = Prepared(
-    sa.select(MESSAGES.c.seq, MESSAGES.c.atom)  # not uuid: a fifth of the time of a large page
-    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
-    .order_by(MESSAGES.c.seq)
-    .limit(_B("most", type_=sa.Integer))
-)
-# A page's messages themselves, for a representation other than their stored <entry>.
-_PAGE_MESSAGES = Prepared(
-    sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS)
-    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
-    .order_by(MESSAGES.c.seq)
-    .limit(_B("most", type_=sa.Integer))
-)
-# The messages of a page that were stored without their <entry>, to be rendered.
+# A page of one stored rendering, by its name in RENDERINGS.
+_PAGES = {
+    form: Prepared(
+        sa.select(MESSAGES.c.seq, column)  # not uuid: a fifth of the time of a large page
+        .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
+        .order_by(MESSAGES.c.seq)
+        .limit(_B("most", type_=sa.Integer))
+    )
+    for form, column in RENDERINGS.items()
+}
+# The messages of a page that were stored without the rendering asked for, to be rendered.
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
@@ -162,12 +160,13 @@ class Session:
         *,
         now: str,
         key: str | None = None,
-        render: Callable[[Message], bytes] | None = None,
+        render: Callable[[Message], dict[str, bytes]] | None = None,
     ) -> tuple[Message, bytes | None, bool]:
         """Store a message at the end of a feed, published `now`, creating the feed if it is
-        new, with `render(message)`: its <entry> (None: render it on every read). With an
-        idempotency `key` that the feed already has, store nothing and return that message.
-        Returns the message, its stored <entry>, and whether it was already stored."""
+        new, with `render(message)`: its renderings by their names in RENDERINGS (one missing,
+        or no `render`: made on every read). With an idempotency `key` that the feed already
+        has, store nothing and return that message. Returns the message, its stored <entry>,
+        and whether it was already stored."""
         # The UPDATE comes first: it takes the feed row's write lock (SQLite: the database's),
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
@@ -183,7 +182,7 @@ class Session:
                 return _message(name, stored), _entry_bytes(stored.atom), True
         uuid = str(uuidlib.uuid4())
         message = Message(atom_id(uuid), name, draft, now, now)
-        atom = None if render is None else render(message)
+        rendered = {} if render is None else render(message)
         values = {
             "uuid": uuid,
             "title": draft.title,
@@ -196,10 +195,15 @@ class Session:
             "published": now,
             "updated": now,
             "idempotency_key": key,
-            "atom": atom.decode("utf-8") if atom is not None and self._text_entries else atom,
+            **{
+                form: (text.decode("utf-8") if self._text_entries else text)
+                for form, text in rendered.items()
+                if form in RENDERINGS
+            },
         }
+        values.update({form: None for form in RENDERINGS if form not in values})
         _APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
-        return message, atom, False
+        return message, rendered.get("atom"), False
 
     def _undo_bump(self, feed_pk: int) -> None:
         """Give back the seq that a replayed publish took, and the feed's time: that of its
@@ -244,34 +248,30 @@ class Session:
         # The feed uuid makes a version unique across databases: a reset store never matches.
         return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq)
 
-    def read(self, position: Position, limit: int, messages: bool = False) -> Page:
-        """Up to `limit` messages from `position`, oldest first: their stored <entry> (or the
-        message, where none was stored); with `messages`, the messages themselves."""
+    def read(self, position: Position, limit: int, form: str = "atom") -> Page:
+        """Up to `limit` messages from `position`, oldest first: their stored rendering `form`
+        (a name in RENDERINGS), or the message itself where it was stored without it."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
-        if messages:
-            found = _PAGE_MESSAGES.run(self._conn, page).all()
-            listed: list[bytes | Message] = [_message(position.feed.name, row[1:]) for row in found[:limit]]
-            return Page(position.feed, listed, len(found) > limit, position.version)
-        found = _PAGE.run(self._conn, page).all()
+        found = _PAGES[form].run(self._conn, page).all()
         rows = found[:limit]
         if self._text_entries:
-            rows = [(seq, _entry_bytes(atom)) for seq, atom in rows]
-        entries: list[bytes | Message] = [atom for _, atom in rows]
-        unrendered = [seq for seq, atom in rows if atom is None]
+            rows = [(seq, _entry_bytes(stored)) for seq, stored in rows]
+        entries: list[bytes | Message] = [stored for _, stored in rows]
+        unrendered = [seq for seq, stored in rows if stored is None]
         if unrendered:
             missing = {"pk": position.feed_pk, "seqs": unrendered}
-            rendered = self._conn.execute(_UNRENDERED, missing)
-            stored = {row[0]: _message(position.feed.name, row[1:]) for row in rendered}
-            entries = [stored[seq] if atom is None else atom for seq, atom in rows]
+            found_messages = self._conn.execute(_UNRENDERED, missing)
+            messages = {row[0]: _message(position.feed.name, row[1:]) for row in found_messages}
+            entries = [messages[seq] if stored is None else stored for seq, stored in rows]
         return Page(position.feed, entries, len(found) > limit, position.version)
 
-    def message(self, name: str, message_id: str) -> tuple[Message, bytes | None]:
-        """A message, and its stored <entry> (None: stored without one)."""
+    def message(self, name: str, message_id: str, form: str = "atom") -> tuple[Message, bytes | None]:
+        """A message, and its stored rendering `form` (None: stored without it)."""
         row = _MESSAGE.run(self._conn, {"feed_name": name, "message": message_uuid(message_id)}).first()
         if row is None:
             self._feed_row(name)  # which is missing: the feed, or the message
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
-        return _message(name, row), _entry_bytes(row[len(MESSAGE_COLUMNS)])
+        return _message(name, row), _entry_bytes(row[len(MESSAGE_COLUMNS) + list(RENDERINGS).index(form)])
 
     def newest(self, names: list[str]) -> dict[str, int]:
         """The seq of each named feed's newest message (a feed that does not exist: absent)."""

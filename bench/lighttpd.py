@@ -111,6 +111,8 @@ def latency(atommq: Client, hello: Client, rounds: int, commit: Commit | None) -
         "publish a small message": lambda: atommq.request("POST", "/atommq/feed=small", ENTRY, HEADERS),
         "read a 1000-message page": lambda: atommq.request("GET", "/atommq/feed=big"),
         "read a 153-message page": lambda: atommq.request("GET", after_847),
+        "read a 1000-message page, JSON": lambda: atommq.request("GET", "/atommq/feed=big?format=json"),
+        "read a 153-message page, JSON": lambda: atommq.request("GET", f"{after_847}&format=json"),
         "304 poll": lambda: atommq.request("GET", "/atommq/feed=big", headers={"If-None-Match": etag}),
     }
     expected = {"floor: hello GET": 200, "publish a small message": 201, "304 poll": 304}

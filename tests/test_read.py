@@ -218,11 +218,13 @@ ENTRY_START = b'<entry xmlns="http://www.w3.org/2005/Atom" xmlns:app="http://www
 DEFAULT_AUTHOR = b"<author><name>AtomMQ</name></author>"
 
 
-def pages_and_entries(client) -> tuple[bytes, list[bytes]]:
-    """The feed's page, and each message's own document, as bytes."""
-    page = client.get("/feed=shapes")
-    documents = [client.get(f"/feed=shapes/entry={i.removeprefix('urn:uuid:')}").body for i in page.ids()]
-    return page.body, documents
+def pages_and_entries(client, query: str = "") -> tuple[bytes, list[bytes]]:
+    """The feed's page, and each message's own document, as bytes (`query`: format=json, say)."""
+    ids = client.get("/feed=shapes").ids()
+    asked = f"?{query}" if query else ""
+    page = client.get(f"/feed=shapes{asked}")
+    entries = [client.get(f"/feed=shapes/entry={i.removeprefix('urn:uuid:')}{asked}").body for i in ids]
+    return page.body, entries
 
 
 def test_a_message_has_the_same_bytes_in_a_page_and_on_its_own(client):
@@ -241,20 +243,35 @@ def test_a_message_has_the_same_bytes_in_a_page_and_on_its_own(client):
     assert documents[1].count(b"<author>") == 1  # the publisher's, not also AtomMQ's
 
 
+def test_a_message_has_the_same_json_in_a_page_and_on_its_own(client):
+    for entry in SHAPES:
+        assert client.post("/feed=shapes", entry, "application/atom+xml").status == 201
+    page, documents = pages_and_entries(client, "format=json")
+    assert page.startswith(b'{"version":') and page.count(b"\n") == 1
+    items = page.partition(b'"items":[')[2]
+    for document in documents:
+        assert document.endswith(b"}\n") and document.count(b"\n") == 1
+        assert items.startswith(document[:-1] + b",") or items.startswith(document[:-1] + b"]")
+        items = items[len(document) :]
+
+
 def test_messages_stored_before_entries_were_kept_read_the_same(make_client):
-    """A database from an AtomMQ that rendered every message on every read: its messages come
-    out byte for byte as those stored with their <entry>."""
+    """A database from an AtomMQ that rendered every message on every read (in Atom; in JSON):
+    its messages come out byte for byte as those stored with their <entry> and JSON item."""
     client = make_client()
     for entry in SHAPES:
         assert client.post("/feed=shapes", entry, "application/atom+xml").status == 201
-    before = pages_and_entries(client)
-    page_of_3 = client.get(f"/feed=shapes?start_after={client.get('/feed=shapes').ids()[2]}").body
+    ids = client.get("/feed=shapes").ids()
+    forms = ("", "&format=json")
+    before = [pages_and_entries(client, query[1:]) for query in forms]
+    pages_of_3 = [client.get(f"/feed=shapes?start_after={ids[2]}{query}").body for query in forms]
     engine = sa.create_engine(client.database_url)
-    with engine.begin() as connection:  # some messages without, some with their <entry>
+    with engine.begin() as connection:  # some messages without, some with what is kept of them
         connection.execute(sa.text("UPDATE atommq_messages SET atom = NULL WHERE seq % 2 = 1"))
+        connection.execute(sa.text("UPDATE atommq_messages SET json = NULL WHERE seq % 3 > 0"))
     engine.dispose()
-    assert pages_and_entries(client) == before
-    assert client.get(f"/feed=shapes?start_after={client.get('/feed=shapes').ids()[2]}").body == page_of_3
+    assert [pages_and_entries(client, query[1:]) for query in forms] == before
+    assert [client.get(f"/feed=shapes?start_after={ids[2]}{query}").body for query in forms] == pages_of_3
 
 
 @pytest.mark.http
