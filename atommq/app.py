@@ -24,7 +24,7 @@ from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, S
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
 from atommq.store import Session, Store
-from atommq.waiting import Watcher
+from atommq.waiting import Places, Watcher
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -63,7 +63,8 @@ class _App:
         self.log = log
         self.guard = Guard(config, log)
         self.store = store
-        self.watcher = Watcher(store.newest, config.max_waiters, log.warning)
+        places = Places(config.database_url, config.max_waiters, log.warning)
+        self.watcher = Watcher(store.newest, places, log.warning)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # As sent: method names are case-sensitive (RFC 9110 9.1), and a web server's <Limit POST>
@@ -192,7 +193,7 @@ class _App:
     def _wait(self, name: str, cursor: str | None, inclusive: bool, seconds: float) -> bool:
         """Wait, holding no transaction, until the feed has a message after the cursor, or
         `seconds` pass; at once when it has one already. False: too many wait already in this
-        process (max_waiters), and the answer is given at once."""
+        server (max_waiters), and the answer is given at once."""
         with self.store.transaction() as session:
             position = session.locate(name, cursor, inclusive)
         if position.last_seq > position.after:

@@ -61,8 +61,10 @@ class Config:
     # web servers' timeouts (mod_fcgid's 40 s) and shared hosts' CGI limits (often 30-60 s).
     # 0 turns waiting off: every GET is answered at once.
     max_wait: int = 25
-    # Most requests that may wait at once in one process; those beyond are answered at once.
-    # Each takes a FastCGI thread while it waits (beside the 8 that do the other work).
+    # Most requests that may wait at once, counted over every process on this machine that
+    # uses the database (waiting.Places); those beyond are answered at once. Under FastCGI each
+    # takes a thread while it waits (beside the 8 that do the other work); under CGI a process
+    # (the CGI script's default is CGI_MAX_WAITERS), under mod_fcgid one of its processes.
     max_waiters: int = 100
     # Who may read and publish which feeds: the INI file's [read] and [publish] sections.
     # With neither, access control is off: anyone may do anything.
@@ -152,11 +154,12 @@ _BOOLEANS = {
 NAMES = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("access", "database_is_default"))
 
 
-def load(environ: Mapping[str, str] | None = None) -> Config:
-    """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides."""
+def load(environ: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None) -> Config:
+    """Read the INI file named by ATOMMQ_CONFIG, if any, then the ATOMMQ_* overrides; settings
+    that neither sets take `defaults` (a gateway's own, as text) or Config's."""
     env = os.environ if environ is None else environ
     default = default_database_url(env)
-    raw: dict[str, Any] = {"database_url": default}
+    raw: dict[str, Any] = {"database_url": default, **(defaults or {})}
     path = env.get("ATOMMQ_CONFIG", "")
     if path:
         raw.update(_read_ini(path))

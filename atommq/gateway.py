@@ -34,6 +34,9 @@ unix socket path or the HOST:PORT to listen on, e.g. atommq.fcgi /run/atommq/ato
 # flup's worker threads for requests that do not wait; each holds at most one database
 # connection (the pool has room for all). Waiting requests hold none while they wait.
 FASTCGI_THREADS = 8
+# Under CGI a waiting request is a Python process of its own (48 MB resident) for up to max_wait;
+# shared hosts cap their users' processes (often at 20 to 30): the default cap of waiters there.
+CGI_MAX_WAITERS = 10
 # The body of one FastCGI record (its contentLength is 16 bits), a multiple of 8.
 FASTCGI_RECORD = 65528
 
@@ -66,7 +69,7 @@ def run_cgi() -> int:
     from atommq.app import make_app
 
     try:
-        settings = config.load()
+        settings = config.load(defaults={"max_waiters": str(CGI_MAX_WAITERS)})
         app: Any = make_app(settings, config.configure_logging(settings))
     except ConfigError as error:
         sys.stderr.write(f"AtomMQ: {error}\n")

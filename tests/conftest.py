@@ -178,6 +178,32 @@ class Client:
             self.check(method, response, base + path + (f"?{parts.query}" if parts.query else ""))
         return response
 
+    def leave(self, target: str, after: float) -> None:
+        """GET `target` as a client that goes away: the connection is closed `after` seconds,
+        unanswered (through a FastCGI socket or a web server: what has a connection)."""
+        if self.kind in webservers.KINDS:
+            address: Any = ("127.0.0.1", self.web_server.port)
+            data = f"GET {PREFIX}{target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        else:
+            assert self.kind == "fastcgi", f"a {self.kind} request has no connection to close"
+            address = str(self.fastcgi_server.socket)
+            path, _, query = target.partition("?")
+            params = fastcgi_client.meta_variables("GET", path, query)
+            data = fastcgi_client.begin_request() + fastcgi_client.stream(
+                fastcgi_client.PARAMS, fastcgi_client.encode_params(params)
+            )
+            data += fastcgi_client.stream(fastcgi_client.STDIN, b"")
+        family = socketlib.AF_UNIX if isinstance(address, str) else socketlib.AF_INET
+        with socketlib.socket(family, socketlib.SOCK_STREAM) as connection:
+            connection.connect(address)
+            connection.sendall(data)
+            time.sleep(after)
+            connection.setblocking(False)
+            try:
+                assert not connection.recv(1), "answered before it went away"
+            except BlockingIOError:
+                pass  # nothing to read: still unanswered, as it should be
+
     def get(self, target: str, **headers: str) -> Response:
         return self.request("GET", target, headers={k.replace("_", "-"): v for k, v in headers.items()})
 
@@ -330,6 +356,11 @@ class Client:
             connection.close()
 
     def close(self) -> None:
+        from atommq.waiting import places_folder
+
+        if self._server is not None or self._app is not None:  # the folder where its requests waited
+            for uid in {os.getuid(), webservers.www_uid()}:
+                shutil.rmtree(places_folder(self.database_url, uid), ignore_errors=True)
         self.stop_server()
         if self._store is not None:
             self._store.close()  # its pooled connections go before the database does

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import ATOM_NS
+import webservers
+from conftest import ATOM_NS, Client
 
 
 def message_id(response) -> str:
@@ -79,7 +80,9 @@ def test_what_cannot_wait_is_answered_at_once(client):
     assert bad.status == 400 and "wait=20" in bad.text
 
 
+@pytest.mark.parametrize("transport", ["wsgi", "cgi"])
 def test_beyond_max_waiters_a_request_is_answered_at_once(make_client):
+    """Counted over processes: under CGI, each request is one."""
     client = make_client(max_waiters="1")
     last = message_id(client.publish("jobs", "a"))
     url = f"/feed=jobs?start_after={last}"
@@ -149,3 +152,80 @@ def test_many_waiting_consumers_each_see_every_message_once_in_order(client, mak
         ],
     )
     assert all(ids == published for ids in seen), [len(ids) for ids in seen]
+
+
+@pytest.mark.parametrize("transport", ["fastcgi", *webservers.KINDS])
+def test_a_consumer_that_goes_away_while_waiting_frees_its_place_within_the_wait(make_client):
+    """It holds its place (max_waiters; under CGI and mod_fcgid, a process) until its wait ends,
+    no longer; nobody else waits for it meanwhile, and its going is not logged as an error."""
+    client = make_client(max_waiters="1")
+    last = message_id(client.publish("jobs", "a"))
+    url = f"/feed=jobs?start_after={last}"
+    started = time.monotonic()
+    client.leave(f"{url}&wait=2", after=0.3)
+    assert client.get(url).status == 200 and client.publish("jobs", "b").status == 201
+    time.sleep(max(0.0, started + 3 - time.monotonic()))
+    third = message_id(client.publish("jobs", "c"))
+    waiting = in_background(lambda: client.get(f"/feed=jobs?start_after={third}", Prefer="wait=5"))
+    time.sleep(0.5)
+    fourth = message_id(client.publish("jobs", "d"))
+    response, _ = waiting()
+    assert response.headers.get("preference-applied") == "wait=5" and response.ids() == [fourth]
+    logs = client.log + (client.web_server.error_log() if client.kind != "fastcgi" else "")
+    if client.kind == "fastcgi":
+        logs += (
+            (client.tmp / "fcgi-stderr.log").read_text() if (client.tmp / "fcgi-stderr.log").exists() else ""
+        )
+    assert "Traceback" not in logs and "ERROR" not in logs, logs
+
+
+def test_the_longest_wait_is_answered_through_every_web_server(tmp_path):
+    """A request that waits max_wait's default (25 s) and gets nothing is answered, through each
+    deploy way in deploy/, not cut off by a web server's timeout (mod_fcgid's I/O timeout is
+    40 s, say). All at once, to take 25 s, not 25 s a server."""
+    from atommq.config import Config
+
+    longest = Config().max_wait
+    clients = []
+    for kind in webservers.KINDS:
+        (tmp_path / kind).mkdir()
+        clients.append(Client(kind, tmp_path / kind))
+    try:
+        lasts = [message_id(client.publish("jobs", "a")) for client in clients]
+        started = time.monotonic()
+        answers = [
+            in_background(lambda c=client, last=last: c.get(f"/feed=jobs?start_after={last}&wait={longest}"))
+            for client, last in zip(clients, lasts, strict=True)
+        ]
+        for client, answer in zip(clients, answers, strict=True):
+            response, answered = answer()
+            assert (response.status, response.ids()) == (200, []), (
+                client.kind,
+                response.status,
+                response.text,
+            )
+            assert answered - started >= longest - 0.5, client.kind
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.mark.parametrize("transport", ["lighttpd-fastcgi", "apache-fcgid"])
+def test_consumers_waiting_beyond_what_the_server_holds_never_starve_publishers(client):
+    """Six consumers wait. Through lighttpd all six wait (threads are added for them); through
+    mod_fcgid, whose processes serve one request each, the sample lets 2 wait (max_waiters)
+    and answers the others at once, so that its processes stay free for publishers (without
+    that setting, this publish waits 10 s)."""
+    last = message_id(client.publish("jobs", "a"))
+    url = f"/feed=jobs?start_after={last}"
+    consumers = [in_background(lambda: client.get(url, Prefer="wait=10")) for _ in range(6)]
+    time.sleep(1)
+    started = time.monotonic()
+    second = message_id(client.publish("jobs", "b"))
+    assert client.get("/feed=jobs").status == 200
+    assert time.monotonic() - started < 5, "a publish or a read waited behind the consumers"
+    answers = [consumer()[0].ids() for consumer in consumers]
+    if client.kind == "lighttpd-fastcgi":
+        assert answers == [[second]] * 6
+    else:  # at once, empty; or, those mod_fcgid queued while it started processes, with it
+        assert all(ids in ([], [second]) for ids in answers), answers

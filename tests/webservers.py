@@ -86,6 +86,14 @@ def missing() -> str | None:
     return None
 
 
+def www_uid() -> int:
+    """The user the web servers run AtomMQ as (root's own when there is no such user)."""
+    try:
+        return pwd.getpwnam(WWW_USER).pw_uid
+    except KeyError:
+        return os.getuid()
+
+
 def www_python() -> Path:
     """A venv Python with requirements.txt (and the database drivers) installed that www-data
     can run (a venv made from a Python under /root cannot be: 500, blaming the script). Built
