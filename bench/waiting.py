@@ -15,6 +15,7 @@ Needs root and Debian's lighttpd, as bench/lighttpd.py does.
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -72,7 +73,11 @@ def delivery(port: int, rounds: int, poll_seconds: float | None) -> list[float]:
 
         thread = threading.Thread(target=consume, args=(cursor,))
         thread.start()
-        time.sleep(0.2 if poll_seconds is None else poll_seconds * (0.5 + len(times) % 10 / 10))
+        # Not a whole number of the watcher's polls (25 ms) after the wait began: a fixed 0.2 s
+        # put every publish just after a poll, and every delivery at the next (24 ms).
+        time.sleep(
+            random.uniform(0.2, 0.25) if poll_seconds is None else poll_seconds * (0.5 + len(times) % 10 / 10)
+        )
         started = time.perf_counter()
         cursor = last_id(publisher, "delivery")
         thread.join(timeout=60)
