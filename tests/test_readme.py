@@ -4,8 +4,11 @@ check they run as the web server's user. The README is the front door; these kee
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +99,76 @@ def test_the_recipes_check_runs_as_the_web_servers_user(shared_folder):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checking for user www-data" in done.stdout
     assert re.search(r"^ok +write: ", done.stdout, re.M), done.stdout
+
+
+def test_the_readmes_shell_consumer_processes_every_message_in_order_and_retries_a_failure(tmp_path):
+    """The script under **Consuming from a shell**, as a user copies it, against `python3 -m
+    atommq serve`: it processes each message once, in order, waiting for the next; a message
+    whose command fails is tried again, and none after it is processed first; the cursor file
+    holds the last message processed."""
+    need(shutil.which("jq") is not None and shutil.which("curl") is not None, "needs jq and curl")
+    script = README.partition("**Consuming from a shell.**")[2].partition("```sh\n")[2].partition("```")[0]
+    assert "./process-one-message" in script and "url=" in script, "the README's consumer changed shape"
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": f"sqlite:///{tmp_path}/atommq.db"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "atommq", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    consumer = None
+    try:
+        line = server.stderr.readline() if server.stderr else ""
+        base = re.search(r"http://\S+/", line)
+        assert base, line
+        feed = base.group(0) + "feed=jobs"
+        # The command: appends each message to a file; fails once, on "fail-once", for a retry.
+        (tmp_path / "process-one-message").write_text(
+            "#!/bin/sh\nbody=$(cat)\n"
+            'if [ "$body" = fail-once ] && [ ! -e failed ]; then touch failed; exit 1; fi\n'
+            'printf "%s\\n" "$body" >> processed\n'
+        )
+        (tmp_path / "process-one-message").chmod(0o755)
+        copied = script.replace("https://example.org/atommq/feed=jobs", feed).replace(
+            "$HOME/.jobs-cursor", str(tmp_path / "cursor")
+        )
+        copied = copied.replace("sleep 5", "sleep 0.5")  # the retry's pause, shortened
+        (tmp_path / "consume.sh").write_text(copied)
+
+        def publish(text: str) -> str:
+            done = subprocess.run(
+                ["curl", "-fsS", "-H", "Content-Type: text/plain", "--data-binary", text, feed],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return re.search(r"<id>([^<]+)</id>", done.stdout).group(1)  # type: ignore[union-attr]
+
+        ids = [publish(text) for text in ("one", "fail-once", "three")]
+        consumer = subprocess.Popen(["sh", "consume.sh"], cwd=tmp_path, start_new_session=True)
+        wait_for = time.monotonic() + 30
+        while time.monotonic() < wait_for and (tmp_path / "processed").exists() is False:
+            time.sleep(0.1)
+        time.sleep(1.5)  # it now waits for a message
+        ids.append(publish("four, published while it waits"))
+        while time.monotonic() < wait_for and len(_lines(tmp_path / "processed")) < 4:
+            time.sleep(0.1)
+        assert _lines(tmp_path / "processed") == [
+            "one",
+            "fail-once",
+            "three",
+            "four, published while it waits",
+        ]
+        assert (tmp_path / "failed").exists()  # the failure happened, and was retried
+        assert (tmp_path / "cursor").read_text().strip() == ids[-1]
+    finally:
+        if consumer is not None:
+            os.killpg(consumer.pid, signal.SIGKILL)
+            consumer.wait()
+        server.kill()
+        server.wait()
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
