@@ -1,5 +1,6 @@
 """The `atommq` command: `serve` runs a development server, `check` diagnoses an installation,
-`users` manages the users file of HTTP Basic logins."""
+`users` manages the users file of HTTP Basic logins; `publish` and `consume` are the client
+(publish.py, consume.py), which import nothing of the server's: no dataset, no SQLAlchemy."""
 
 import argparse
 import getpass
@@ -7,19 +8,9 @@ import socketserver
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from atommq import config
 from atommq.errors import ConfigError, plain_text
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
 
 def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Iterable[bytes]]:
@@ -38,7 +29,16 @@ def mount(app: Callable[..., Iterable[bytes]], prefix: str) -> Callable[..., Ite
 
 
 def serve(args: argparse.Namespace) -> int:
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
     from atommq.app import make_app
+
+    class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
     settings = config.load()
     app = make_app(settings, config.configure_logging(settings))
@@ -163,9 +163,47 @@ def main(argv: list[str] | None = None) -> int:
     manage.add_argument("name", nargs="?", default="", help="user name (not for list)")
     manage.add_argument("--file", help="the users file (default: the users_file setting)")
     manage.set_defaults(func=users)
-    args = parser.parse_args(argv)
+    _add_client_verbs(commands)
+    given = sys.argv[1:] if argv is None else argv
+    # consume's COMMAND: everything after "--", its own options included.
+    program = given[given.index("--") + 1 :] if "--" in given else []
+    args = parser.parse_args(given[: given.index("--")] if "--" in given else given)
+    args.program = program
+    if program and args.command != "consume":
+        parser.error("only consume runs a COMMAND (after --)")
+    from atommq.client import ClientError
+
     try:
         return int(args.func(args))
     except ConfigError as error:
         print(f"atommq: {error}", file=sys.stderr)
         return 2
+    except ClientError as error:
+        print(f"atommq {args.command}: {error.line}", file=sys.stderr)
+        return error.code
+
+
+def _add_client_verbs(commands: Any) -> None:
+    from atommq import consume, publish
+
+    sender = commands.add_parser(
+        "publish",
+        help="publish a message to a feed, retrying without ever storing it twice",
+        description="Publish one message. Prints its id. Exit codes: 0 stored, 65 refused (the "
+        "server's reason on stderr), 77 login refused, 75 gave up on a passing failure.",
+        epilog="example: df -h / | atommq publish https://example.org/atommq/feed=disk - --title df",
+    )
+    publish.add_arguments(sender)
+    sender.set_defaults(func=publish.run)
+    reader = commands.add_parser(
+        "consume",
+        help="run a command for each new message of a feed, keeping the cursor in a file",
+        description="For each message after the cursor in FILE, oldest first, run COMMAND with the "
+        "content on its stdin (ATOMMQ_ID, ATOMMQ_TITLE, ... in its environment), then save the "
+        "message's id in FILE. Exit codes: 0 done, 1 COMMAND failed, 3 another run holds FILE, "
+        "4 the server does not know the cursor, 65 refused, 77 login refused, 75 gave up.",
+        epilog="example: atommq consume https://example.org/atommq/feed=jobs --state ~/jobs.cursor "
+        "--once -- ./process-one-job",
+    )
+    consume.add_arguments(reader)
+    reader.set_defaults(func=consume.run)
