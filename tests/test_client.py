@@ -1,0 +1,440 @@
+"""The client verbs, `atommq publish` and `atommq consume`, run as a user runs them (a process
+of their own) against the real server: in-process (the app on a threaded wsgiref server in
+this process) and through lighttpd as deploy/lighttpd.conf runs it (FastCGI)."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import webservers
+from conftest import ROOT, _deployed_app
+
+EXIT_COMMAND_FAILED, EXIT_LOCKED, EXIT_GAP, EXIT_REFUSED, EXIT_TEMPFAIL, EXIT_NOPERM = 1, 3, 4, 65, 75, 77
+
+
+class InProcess:
+    """The app on a threaded wsgiref server in this process, mounted at /atommq."""
+
+    def __init__(self, folder: Path, settings: dict[str, str]) -> None:
+        import socketserver
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        from atommq import config
+        from atommq.app import make_app
+        from atommq.cli import mount
+
+        class Threading(socketserver.ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        settings = {"ATOMMQ_DATABASE_URL": f"sqlite:///{folder}/atommq.db", **settings}
+        loaded = config.load(settings)
+        self.app = make_app(loaded, config.configure_logging(loaded))
+        self.server = make_server(
+            "127.0.0.1", 0, mount(self.app, "/atommq"), server_class=Threading, handler_class=Quiet
+        )
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.app.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["in-process", "lighttpd-fastcgi"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "in-process":
+        running: Any = InProcess(tmp_path, {})
+    else:
+        python, app = _deployed_app()
+        running = webservers.WebServer("lighttpd-fastcgi", python, app, {})
+    yield running
+    running.stop()
+
+
+def feed_url(server: Any, name: str = "jobs") -> str:
+    return f"http://127.0.0.1:{server.port}/atommq/feed={name}"
+
+
+def atommq(
+    *args: str, stdin: bytes = b"", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The command, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "atommq", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=120,
+    )
+
+
+def start(*args: str, cwd: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "atommq", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **kwargs,
+    )
+
+
+def publish(url: str, text: str) -> str:
+    done = atommq("publish", url, "--text", text)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode().strip()
+
+
+def stored(url: str) -> list[dict[str, Any]]:
+    """Every message of the feed, as JSON items."""
+    items: list[dict[str, Any]] = []
+    page: str | None = url + "?format=json"
+    while page:
+        with urllib.request.urlopen(page) as answer:
+            document = json.loads(answer.read())
+        items += document["items"]
+        page = document.get("next_url")
+    return items
+
+
+# A COMMAND that appends the message's id and its content's bytes (hex) to a log, one line each.
+LOGGER = "import os, sys; open('log', 'a').write(os.environ['ATOMMQ_ID'] + ' ' + sys.stdin.buffer.read().hex() + '\\n')"
+
+
+def logged(folder: Path) -> list[tuple[str, bytes]]:
+    path = folder / "log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(i, bytes.fromhex(h)) for i, h in (line.split(" ") for line in lines)]
+
+
+def test_what_is_published_is_what_a_command_gets_byte_for_byte_in_order(server, tmp_path):
+    url = feed_url(server)
+    (tmp_path / "report.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "entry.xml").write_text("<entry><title>t</title><content>an &lt;entry&gt;</content></entry>")
+    sent = [
+        atommq("publish", url, "--text", "caf\u00e9 \u2603", "--title", "titled"),
+        atommq("publish", url, "-", stdin=b"from stdin\n"),
+        atommq("publish", url, str(tmp_path / "report.bin")),
+        atommq("publish", url, str(tmp_path / "entry.xml")),
+    ]
+    assert [s.returncode for s in sent] == [0] * 4, [s.stderr for s in sent]
+    ids = [s.stdout.decode().strip() for s in sent]
+    done = atommq("consume", url, "--state", "cursor", "--", sys.executable, "-c", LOGGER, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert logged(tmp_path) == list(
+        zip(
+            ids, ["caf\u00e9 \u2603".encode(), b"from stdin\n", bytes(range(256)), b"an <entry>"], strict=True
+        )
+    )
+    assert (tmp_path / "cursor").read_text().strip() == ids[-1]
+    items = stored(url)
+    assert items[0]["title"] == "titled"
+    assert [i["_atommq"]["content_type"] for i in items[1:3]] == ["text", "application/octet-stream"]
+    # Nothing new: nothing run again.
+    assert (
+        atommq(
+            "consume", url, "--state", "cursor", "--", sys.executable, "-c", LOGGER, cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    assert len(logged(tmp_path)) == 4
+
+
+def test_consume_without_a_command_writes_the_messages_as_text_or_json_lines(server, tmp_path):
+    url = feed_url(server)
+    ids = [publish(url, text) for text in ("one", "two\n")]
+    text = atommq("consume", url, "--state", "a", cwd=tmp_path)
+    assert (text.returncode, text.stdout) == (0, b"one\ntwo\n")
+    lines = atommq("consume", url, "--state", "b", "--format", "json", cwd=tmp_path).stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ids
+
+
+def test_a_failing_command_stops_the_run_before_its_message_and_the_next_run_retries_it(server, tmp_path):
+    url = feed_url(server)
+    ids = [publish(url, text) for text in ("good", "bad", "after")]
+    failing = "import sys; body = sys.stdin.read(); sys.exit(3 if body == 'bad' else 0)"
+    done = atommq("consume", url, "--state", "cursor", "--", sys.executable, "-c", failing, cwd=tmp_path)
+    assert done.returncode == EXIT_COMMAND_FAILED
+    assert ids[1] in done.stderr.decode() and "exited with 3" in done.stderr.decode()
+    assert (tmp_path / "cursor").read_text().strip() == ids[0]
+    # A COMMAND killed by a signal is a failure too.
+    killed = "import os, signal, sys; sys.stdin.read(); os.kill(os.getpid(), signal.SIGKILL)"
+    done = atommq("consume", url, "--state", "cursor", "--", sys.executable, "-c", killed, cwd=tmp_path)
+    assert done.returncode == EXIT_COMMAND_FAILED and "killed" in done.stderr.decode()
+    assert (tmp_path / "cursor").read_text().strip() == ids[0]
+    done = atommq("consume", url, "--state", "cursor", "--", sys.executable, "-c", LOGGER, cwd=tmp_path)
+    assert done.returncode == 0 and [i for i, _ in logged(tmp_path)] == ids[1:]
+
+
+def test_a_consumer_killed_at_any_moment_loses_no_message(tmp_path):
+    """SIGKILL at random moments, over many runs: every message is processed, in order; one is
+    processed twice only right after itself (the kill came between its COMMAND's success and
+    the save)."""
+    server = InProcess(tmp_path, {})
+    try:
+        url = feed_url(server)
+        ids = [publish(url, f"m{n}") for n in range(40)]
+        slow = LOGGER + "; import time; time.sleep(0.01)"
+        kills = 0
+        for _ in range(200):
+            consumer = start(
+                "consume",
+                url,
+                "--state",
+                "cursor",
+                "--",
+                sys.executable,
+                "-c",
+                slow,
+                cwd=tmp_path,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                consumer.wait(timeout=random.uniform(0.05, 0.6))
+            except subprocess.TimeoutExpired:
+                consumer.kill()
+                consumer.wait()
+                kills += 1
+                continue
+            assert consumer.returncode == 0
+            break
+        seen = [i for i, _ in logged(tmp_path)]
+        collapsed = [i for n, i in enumerate(seen) if n == 0 or seen[n - 1] != i]
+        assert collapsed == ids, "a message was lost, reordered, or repeated after another"
+        assert kills >= 3, "the consumer was hardly ever killed: the test proves nothing"
+        assert (tmp_path / "cursor").read_text().strip() == ids[-1]
+    finally:
+        server.stop()
+
+
+def test_two_runs_on_one_state_file_never_process_at_once(server, tmp_path):
+    url = feed_url(server)
+    publish(url, "one")
+    hold = "import sys, time; sys.stdin.read(); time.sleep(3)"
+    first = start("consume", url, "--state", "cursor", "--", sys.executable, "-c", hold, cwd=tmp_path)
+    try:
+        time.sleep(1.5)  # the first holds the file, inside its COMMAND
+        second = atommq("consume", url, "--state", "cursor", cwd=tmp_path)
+        assert second.returncode == EXIT_LOCKED and b"another run" in second.stderr
+        started = time.monotonic()
+        waited = atommq("consume", url, "--state", "cursor", "--wait-lock", cwd=tmp_path)
+        assert waited.returncode == 0 and waited.stdout == b"", (
+            "it ran only after the first, which took the message"
+        )
+        assert time.monotonic() - started > 0.5
+    finally:
+        first.wait(timeout=30)
+    assert first.returncode == 0
+
+
+def test_follow_gets_a_message_published_after_it_started_and_sigterm_ends_it_cleanly(server, tmp_path):
+    url = feed_url(server)
+    first = publish(url, "before")
+    consumer = start("consume", url, "--state", "cursor", "--follow", cwd=tmp_path, stdout=subprocess.PIPE)
+    try:
+        assert consumer.stdout is not None
+        assert consumer.stdout.readline() == b"before\n"
+        time.sleep(1)  # it now waits (long polling)
+        published = time.monotonic()
+        second = publish(url, "after")
+        assert consumer.stdout.readline() == b"after\n"
+        assert time.monotonic() - published < 5
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=10) == 0
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    assert (tmp_path / "cursor").read_text().strip() == second != first
+
+
+def test_an_unknown_cursor_stops_with_exit_4_unless_told_to_go_on(server, tmp_path):
+    url = feed_url(server)
+    publish(url, "one")
+    (tmp_path / "cursor").write_text("urn:uuid:00000000-0000-0000-0000-000000000000\n")
+    done = atommq("consume", url, "--state", "cursor", cwd=tmp_path)
+    assert done.returncode == EXIT_GAP and b"has no message with id" in done.stderr
+    assert done.stderr.count(b"\n") == 1
+    skipped = atommq("consume", url, "--state", "cursor", "--on-gap=skip", cwd=tmp_path)
+    assert (skipped.returncode, skipped.stdout) == (0, b"one\n")
+
+
+def test_from_now_starts_after_the_newest_message(server, tmp_path):
+    url = feed_url(server)
+    publish(url, "old")
+    assert atommq("consume", url, "--state", "cursor", "--from-now", cwd=tmp_path).stdout == b""
+    publish(url, "new")
+    assert atommq("consume", url, "--state", "cursor", "--from-now", cwd=tmp_path).stdout == b"new\n"
+
+
+class DroppingProxy:
+    """Passes requests to the server, and for the first `drop` of them closes the client's
+    connection without its answer, after the server answered: a lost answer."""
+
+    def __init__(self, upstream: int, drop: int) -> None:
+        self.upstream, self.drop, self.seen = upstream, drop, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = dict(line.split(": ", 1) for line in lines[1:])
+                length = int(headers.get("Content-Length", "0"))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                upstream = HTTPConnection("127.0.0.1", self.upstream, timeout=30)
+                headers.pop("Host", None)
+                upstream.request(method, path, body, headers)
+                answer = upstream.getresponse()
+                content = answer.read()
+                self.seen += 1
+                if self.seen <= self.drop:
+                    continue  # the message is stored; its answer is lost
+                out = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        out += f"{name}: {value}\r\n"
+                out += f"Content-Length: {len(content)}\r\nConnection: close\r\n\r\n"
+                connection.sendall(out.encode("latin-1") + content)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_publish_whose_answers_are_lost_is_retried_and_stored_once(server):
+    proxy = DroppingProxy(server.port, drop=2)
+    try:
+        done = atommq("publish", f"http://127.0.0.1:{proxy.port}/atommq/feed=jobs", "--text", "once")
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert proxy.seen == 3
+    items = stored(feed_url(server))
+    assert [(i["id"], i["content_text"]) for i in items] == [(done.stdout.decode().strip(), "once")]
+
+
+def test_publish_exit_codes_say_what_to_do(server, tmp_path):
+    refused = atommq("publish", feed_url(server, "bad%20name"), "--text", "x")
+    assert refused.returncode == EXIT_REFUSED and b"is not allowed" in refused.stderr
+    assert refused.stderr.count(b"\n") == 1
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    down = atommq("publish", f"http://127.0.0.1:{port}/atommq/feed=jobs", "--text", "x", "--retry-for", "2")
+    assert down.returncode == EXIT_TEMPFAIL and b"gave up after 2 s" in down.stderr
+    assert time.monotonic() - started < 20
+    usage = atommq("publish", feed_url(server))
+    assert usage.returncode == 2 and b"--text" in usage.stderr
+
+
+def test_a_login_from_the_environment_or_netrc_and_a_refused_one(tmp_path):
+    users = tmp_path / "users"
+    for name in ("cron", "alice"):
+        subprocess.run(
+            [sys.executable, "-m", "atommq", "users", "add", name, "--file", str(users)],
+            input=f"{name}-password\n",
+            text=True,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    ini = tmp_path / "atommq.ini"
+    ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\njobs = cron\n[read]\njobs = alice\n")
+    server = InProcess(tmp_path, {"ATOMMQ_CONFIG": str(ini)})
+    try:
+        url = feed_url(server)
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {"HOME": str(home), "ATOMMQ_PASSWORD": "cron-password"}
+        done = atommq("publish", url, "--text", "x", "--user", "cron", env=env)
+        assert done.returncode == 0, done.stderr
+        anonymous = atommq("publish", url, "--text", "x", env={"HOME": str(home)}, stdin=b"")
+        assert anonymous.returncode == EXIT_NOPERM and b"401" in anonymous.stderr
+        (home / ".netrc").write_text("machine 127.0.0.1 login alice password alice-password\n")
+        (home / ".netrc").chmod(0o600)
+        read = atommq("consume", url, "--state", str(tmp_path / "cursor"), env={"HOME": str(home)})
+        assert (read.returncode, read.stdout) == (0, b"x\n"), read.stderr
+        wrong = atommq(
+            "consume",
+            url,
+            "--state",
+            str(tmp_path / "c2"),
+            "--user",
+            "alice",
+            env={"HOME": "/nonexistent", "ATOMMQ_PASSWORD": "nope"},
+        )
+        assert wrong.returncode == EXIT_NOPERM
+    finally:
+        server.stop()
+
+
+def test_the_client_verbs_import_nothing_of_the_servers(server, tmp_path):
+    """They run on a box with a bare Python: no dataset, SQLAlchemy, database driver or lxml."""
+    url = feed_url(server)
+    probe = (
+        "import sys; from atommq.cli import main; "
+        f"assert main(['publish', {url!r}, '--text', 'x', '--quiet']) == 0; "
+        f"assert main(['consume', {url!r}, '--state', 'cursor']) == 0; "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dataset', 'sqlalchemy', 'psycopg', 'pymysql', 'lxml', 'flup'}); "
+        "assert not heavy, heavy"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_pip_install_gives_an_atommq_command_whose_client_needs_no_server_dependency(server, tmp_path):
+    """`pip install .` without the dependencies: the client verbs still work."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv", "build", "*.egg-info")
+    )
+    installed = subprocess.run(
+        [str(venv / "bin" / "python3"), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stderr
+    command = str(venv / "bin" / "atommq")
+    url = feed_url(server)
+    sent = subprocess.run([command, "publish", url, "--text", "installed"], capture_output=True, cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    got = subprocess.run([command, "consume", url, "--state", "cursor"], capture_output=True, cwd=tmp_path)
+    assert (got.returncode, got.stdout) == (0, b"installed\n"), got.stderr
