@@ -161,7 +161,8 @@ class _App:
         return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed)
 
     def feed(self, environ: Environ, name: str) -> Response:
-        cursor, inclusive, asked, wait = inbound.cursor(environ.get("QUERY_STRING", ""), self.config.max_wait)
+        start = inbound.cursor(environ.get("QUERY_STRING", ""), self.config.max_wait)
+        asked, wait = start.asked, start.wait
         preferred = inbound.prefer_wait(environ, self.config.max_wait)
         json_type, format_asked = inbound.representation(environ)
         href = self.feed_href(environ, name)
@@ -169,10 +170,10 @@ class _App:
         applied: list[tuple[str, str]] = []
         if preferred is not None:  # the header over the query: a client's library sets it
             wait = preferred
-        if wait > 0 and self._wait(name, cursor, inclusive, wait) and preferred is not None:
+        if wait > 0 and self._wait(name, start, wait) and preferred is not None:
             applied = [("Preference-Applied", f"wait={int(preferred)}")]
         with self.store.transaction() as session:
-            position = session.locate(name, cursor, inclusive)
+            position = session.locate(name, start.cursor, start.inclusive, start.last)
             tag = f"{position.version}|{self.config.page_size}|{self_href}|{json_type}"
             etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
             headers = [("ETag", etag), ("Cache-Control", "no-cache"), VARY, *applied]
@@ -190,12 +191,12 @@ class _App:
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
 
-    def _wait(self, name: str, cursor: str | None, inclusive: bool, seconds: float) -> bool:
+    def _wait(self, name: str, start: inbound.Start, seconds: float) -> bool:
         """Wait, holding no transaction, until the feed has a message after the cursor, or
         `seconds` pass; at once when it has one already. False: too many wait already in this
         server (max_waiters), and the answer is given at once."""
         with self.store.transaction() as session:
-            position = session.locate(name, cursor, inclusive)
+            position = session.locate(name, start.cursor, start.inclusive, start.last)
         if position.last_seq > position.after:
             return True
         return self.watcher.wait(name, position.last_seq, seconds) is not None

@@ -243,20 +243,12 @@ class Consumer:
         )
 
     def _newest(self) -> str:
-        """The id of the feed's newest message ("" if it has none), by paging to its end."""
-        cursor, url_query = "", "format=json"
-        while True:
-            answer = self.feed.retrying(
-                "GET", url_query, retry_for=self.args.retry_for, expected=frozenset({404})
-            )
-            if answer.status == 404:
-                return cursor
-            document = json.loads(answer.body)
-            if document.get("items"):
-                cursor = document["items"][-1]["id"]
-            if "next_url" not in document:
-                return cursor
-            url_query = f"start_after={quote(cursor, safe=':')}&format=json"
+        """The id of the feed's newest message ("" if it has none yet)."""
+        answer = self.feed.retrying(
+            "GET", "last=1&format=json", retry_for=self.args.retry_for, expected=frozenset({404})
+        )
+        items = json.loads(answer.body)["items"] if answer.status == 200 else []
+        return str(items[-1]["id"]) if items else ""
 
     def _process(self, item: dict[str, Any]) -> None:
         content = _content(item)

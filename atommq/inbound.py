@@ -5,7 +5,7 @@ HTTP input only: no routing, no responses, no SQL. Bad input raises BadRequest o
 
 import base64
 import re
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, parse_qsl, quote
 
 from atommq import atom
@@ -125,11 +125,22 @@ def path_info(environ: Environ) -> str:
     return path
 
 
-def cursor(query: str, max_wait: int = 0) -> tuple[str | None, bool, str, float]:
-    """The start_after or start_at id from the query string, whether it is inclusive, the query
-    as asked, normalised (e.g. "start_after=ID&format=json", in the order given), for the page's
-    self link: a feed's rel="self" is the URL it was fetched from (RFC 4287 4.2.7.2); and the
-    seconds ?wait= asks to wait for a message (0: none; at most `max_wait`)."""
+class Start(NamedTuple):
+    """Where a feed page starts, from its query string."""
+
+    cursor: str | None  # the message id of start_after or start_at; None: from the first
+    inclusive: bool  # start_at: the page starts with the cursor's message
+    last: int | None  # last=N: the feed's newest N messages
+    asked: str  # the query as asked, normalised, for the page's self link
+    wait: float  # the seconds ?wait= asks to wait for a message (0: none)
+
+
+def cursor(query: str, max_wait: int = 0) -> Start:
+    """Where the page starts: after (start_after=ID) or at (start_at=ID) a message, or at the
+    feed's newest N (last=N); the query as asked, normalised (e.g. "start_after=ID&format=json",
+    in the order given), for the page's self link: a feed's rel="self" is the URL it was fetched
+    from (RFC 4287 4.2.7.2); and the seconds ?wait= asks to wait for a message (at most
+    `max_wait`)."""
     try:
         pairs = parse_qsl(query, keep_blank_values=True, errors="strict", max_num_fields=20)
     except (UnicodeError, ValueError):
@@ -137,27 +148,31 @@ def cursor(query: str, max_wait: int = 0) -> tuple[str | None, bool, str, float]
     params: dict[str, list[str]] = {}
     for key, value in pairs:
         params.setdefault(key, []).append(value)
-    unknown = sorted(set(params) - {"start_after", "start_at", "format", "wait"})
+    unknown = sorted(set(params) - {"start_after", "start_at", "last", "format", "wait"})
     if unknown:
         raise BadRequest(
-            f"unknown parameter {unknown[0]!r}; use start_after=ID, start_at=ID, format=json or wait=SECONDS"
+            f"unknown parameter {unknown[0]!r}; use start_after=ID, start_at=ID, last=N, format=json or wait=SECONDS"
         )
     if "format" in params:
         _format(params)
     wait = _wait(params["wait"], max_wait) if "wait" in params else 0.0
-    cursors = [(key, value) for key, value in pairs if key in ("start_after", "start_at")]
+    cursors = [(key, value) for key, value in pairs if key in ("start_after", "start_at", "last")]
     if len(cursors) > 1:
-        raise BadRequest("give one cursor: start_after=ID or start_at=ID, once")
+        raise BadRequest("give one of start_after=ID, start_at=ID or last=N, once")
     asked = "&".join(f"{key}={quote(value, safe=':')}" for key, value in pairs)
     if not cursors:
-        return None, False, asked, wait
+        return Start(None, False, None, asked, wait)
     ((key, value),) = cursors
+    if key == "last":
+        if not (value.isascii() and value.isdigit() and 0 < int(value[:9])):
+            raise BadRequest("last must be a whole number of messages, 1 or more, e.g. last=10")
+        return Start(None, False, int(value[:9]), asked, wait)
     if _CONTROL.search(value):
         raise BadRequest(f"{key} holds a control character; a message id never does")
     # An empty cursor (or the original's "0") means "from the first message".
     if value in ("", "0"):
-        return None, False, asked, wait
-    return value, key == "start_at", asked, wait
+        return Start(None, False, None, asked, wait)
+    return Start(value, key == "start_at", None, asked, wait)
 
 
 def _wait(values: list[str], max_wait: int) -> float:

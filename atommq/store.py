@@ -233,11 +233,13 @@ class Session:
             return FEEDS.insert().prefix_with("IGNORE").values(values)
         return FEEDS.insert().values(values)
 
-    def locate(self, name: str, cursor: str | None, inclusive: bool) -> Position:
-        """The feed and the place a page starts: after (or at) the message `cursor`."""
+    def locate(self, name: str, cursor: str | None, inclusive: bool, last: int | None = None) -> Position:
+        """The feed and the place a page starts: after (or at) the message `cursor`; or, with
+        `last`, at its newest `last` messages (a feed's seqs have no holes: a seq is taken in
+        the transaction that stores its message, and given back by a replay)."""
         row = self._feed_row(name, cursor)
         pk, uuid, last_seq, updated = row[:4]
-        after = 0
+        after = 0 if last is None else max(0, last_seq - last)
         if cursor is not None:
             seq = row[4]
             if seq is None:

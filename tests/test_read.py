@@ -298,3 +298,17 @@ def test_a_missing_feed_and_a_missing_message_are_told_apart(client):
     for target, status, line in cases:
         response = client.get(target)
         assert (response.status, line in response.text) == (status, True), (target, response.text)
+
+
+def test_last_n_is_the_feeds_newest_messages_oldest_first(make_client):
+    """For a person's `tail`, a consumer that starts from now, and a page's "newest" link."""
+    client = make_client(page_size="3")
+    ids = publish_many(client, "widgets", 5)
+    newest = client.get("/feed=widgets?last=2")
+    assert newest.ids() == ids[3:] and newest.link("next") is None
+    more = client.get("/feed=widgets?last=4")  # more than a page: its first 3, then the rest
+    assert more.ids() == ids[1:4] and client.get(more.link("next")).ids() == ids[4:]
+    assert client.get("/feed=widgets?last=50").ids() == ids[:3]
+    for bad in ("last=0", "last=-1", "last=two", f"last=2&start_after={ids[0]}"):
+        response = client.get(f"/feed=widgets?{bad}")
+        assert response.status == 400 and "last" in response.text, bad
