@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_client_verbs(commands: Any) -> None:
-    from atommq import consume, publish
+    from atommq import consume, publish, tail
 
     sender = commands.add_parser(
         "publish",
@@ -207,3 +207,10 @@ def _add_client_verbs(commands: Any) -> None:
     )
     consume.add_arguments(reader)
     reader.set_defaults(func=consume.run)
+    watcher = commands.add_parser(
+        "tail",
+        help="show a feed's newest messages, one line each, and (-f) new ones as they come",
+        epilog="example: atommq tail -f https://example.org/atommq/feed=alerts",
+    )
+    tail.add_arguments(watcher)
+    watcher.set_defaults(func=tail.run)

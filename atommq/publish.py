@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="retry a passing failure this long (60)",
     )
-    parser.add_argument("--quiet", action="store_true", help="do not print the message's id")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the message's id")
     parser.add_argument("--user", help="log in as this user (password: ATOMMQ_PASSWORD, ~/.netrc, or asked)")
     parser.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE for https")
 
@@ -82,8 +82,11 @@ def _message(args: argparse.Namespace) -> tuple[bytes, str]:
     if guessed and guessed != "text/plain":
         return body, guessed
     try:
-        body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
+        return body, "application/octet-stream"
+    # Text that XML cannot carry (NUL and other control characters) is binary to AtomMQ.
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
         return body, "application/octet-stream"
     return body, TEXT_TYPE
 

@@ -438,3 +438,26 @@ def test_pip_install_gives_an_atommq_command_whose_client_needs_no_server_depend
     assert sent.returncode == 0, sent.stderr
     got = subprocess.run([command, "consume", url, "--state", "cursor"], capture_output=True, cwd=tmp_path)
     assert (got.returncode, got.stdout) == (0, b"installed\n"), got.stderr
+
+
+def test_tail_shows_the_newest_messages_a_line_each_and_follows(server, tmp_path):
+    url = feed_url(server)
+    (tmp_path / "blob").write_bytes(b"\0\1\2")
+    publish(url, "first")
+    atommq("publish", url, "--text", "second line one\nline two", "--title", "titled")
+    atommq("publish", url, str(tmp_path / "blob"))
+    ids = [i["id"] for i in stored(url)]
+    lines = atommq("tail", url, "-n", "2").stdout.decode().splitlines()
+    assert [line.split("  ")[1:] for line in lines] == [
+        ["titled", ids[1]],
+        ["[application/octet-stream, 3 bytes]", ids[2]],
+    ]
+    following = start("tail", "-f", "-n", "0", url, cwd=tmp_path, stdout=subprocess.PIPE)
+    try:
+        time.sleep(1)
+        newest = publish(url, "a new one\nand more")
+        assert following.stdout is not None
+        assert following.stdout.readline().decode().split("  ")[1:] == ["a new one", newest + "\n"]
+    finally:
+        following.kill()
+        following.wait()
