@@ -266,7 +266,9 @@ class Consumer:
             "ATOMMQ_URL": item.get("url", ""),
         }
         try:
-            done = subprocess.run(self.command, input=content, env=env)
+            # In a process group of its own: a Ctrl-C at the terminal stops this loop after the
+            # message, and does not kill the command in the middle of it.
+            done = subprocess.run(self.command, input=content, env=env, process_group=0)
         except OSError as error:
             raise ClientError(EXIT_USAGE, f"cannot run {self.command[0]!r}: {error.strerror}") from None
         if done.returncode != 0:

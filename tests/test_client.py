@@ -5,6 +5,7 @@ this process) and through lighttpd as deploy/lighttpd.conf runs it (FastCGI)."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -461,3 +462,11 @@ def test_tail_shows_the_newest_messages_a_line_each_and_follows(server, tmp_path
     finally:
         following.kill()
         following.wait()
+
+
+def test_the_readmes_exit_codes_are_the_commands():
+    from atommq import client
+
+    readme = (ROOT / "README.md").read_text("utf-8").partition("**Exit codes**")[2].split("\n\n")[1]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, re.M)}
+    assert documented == {value for name, value in vars(client).items() if name.startswith("EXIT_")}
