@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 # Exit codes, documented in the README ("Exit codes").
 EXIT_OK = 0
 EXIT_COMMAND_FAILED = 1  # consume: the COMMAND failed on a message, which stays unprocessed
-EXIT_USAGE = 2  # a bad argument, or a local file that cannot be used
+EXIT_USAGE = 2  # a bad argument, a local file that cannot be used, a server certificate not trusted
 EXIT_LOCKED = 3  # consume: another run holds the state file
 EXIT_GAP = 4  # consume: the server does not know the cursor: messages may have been missed
 EXIT_REFUSED = 65  # the server refused the request (4xx): its one line is on stderr
@@ -120,6 +120,10 @@ class Feed:
         for attempt in range(1_000_000):
             try:
                 answer = self.request(method, query, body, headers, timeout)
+            except ssl.SSLCertVerificationError as error:  # does not pass: say what to do
+                raise ClientError(
+                    EXIT_USAGE, f"cannot trust {self._parts.netloc}: {_reason(error)}"
+                ) from None
             except (OSError, http.client.HTTPException) as error:
                 reason, pause = f"cannot reach {self._parts.netloc}: {_reason(error)}", None
             else:
@@ -179,7 +183,7 @@ def retry_after(value: str) -> float | None:
 
 def _reason(error: BaseException) -> str:
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"its certificate is not trusted ({error.verify_message}); give its CA with --cacert FILE"
+        return f"its certificate is not trusted ({error.verify_message}); give its CA's certificate with --cacert FILE"
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 

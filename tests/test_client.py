@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import webservers
-from conftest import ROOT, _deployed_app
+from conftest import ROOT, _deployed_app, need
 
 EXIT_COMMAND_FAILED, EXIT_LOCKED, EXIT_GAP, EXIT_REFUSED, EXIT_TEMPFAIL, EXIT_NOPERM = 1, 3, 4, 65, 75, 77
 
@@ -30,7 +30,7 @@ EXIT_COMMAND_FAILED, EXIT_LOCKED, EXIT_GAP, EXIT_REFUSED, EXIT_TEMPFAIL, EXIT_NO
 class InProcess:
     """The app on a threaded wsgiref server in this process, mounted at /atommq."""
 
-    def __init__(self, folder: Path, settings: dict[str, str]) -> None:
+    def __init__(self, folder: Path, settings: dict[str, str], certificate: Path | None = None) -> None:
         import socketserver
         from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -52,6 +52,12 @@ class InProcess:
             "127.0.0.1", 0, mount(self.app, "/atommq"), server_class=Threading, handler_class=Quiet
         )
         self.port = self.server.server_port
+        if certificate is not None:  # https
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(certificate)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -470,3 +476,43 @@ def test_the_readmes_exit_codes_are_the_commands():
     readme = (ROOT / "README.md").read_text("utf-8").partition("**Exit codes**")[2].split("\n\n")[1]
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", readme, re.M)}
     assert documented == {value for name, value in vars(client).items() if name.startswith("EXIT_")}
+
+
+def test_https_checks_the_certificate_and_trusts_the_one_given_with_cacert(tmp_path):
+    need(shutil.which("openssl") is not None, "needs openssl to make a certificate")
+    pem = tmp_path / "server.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(pem),
+            "-out",
+            str(pem),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = InProcess(tmp_path, {}, certificate=pem)
+    try:
+        url = f"https://127.0.0.1:{server.port}/atommq/feed=jobs"
+        started = time.monotonic()
+        untrusted = atommq("publish", url, "--text", "x")
+        assert untrusted.returncode == 2 and b"--cacert" in untrusted.stderr, untrusted.stderr
+        assert time.monotonic() - started < 10, "a certificate that is not trusted is not retried"
+        trusted = atommq("publish", url, "--text", "x", "--cacert", str(pem))
+        assert trusted.returncode == 0, trusted.stderr
+        read = atommq("consume", url, "--state", str(tmp_path / "cursor"), "--cacert", str(pem))
+        assert read.stdout == b"x\n"
+    finally:
+        server.stop()
