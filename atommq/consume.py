@@ -202,7 +202,8 @@ class Consumer:
                 tag = ""
                 continue
             if answer.status in (304, 404):
-                self._pause(self.args.interval)
+                if answer.status == 404 or "preference-applied" not in answer.headers:
+                    self._pause(self.args.interval)  # not a wait that ran out: ask again later
                 continue
             document = json.loads(answer.body)
             items: list[dict[str, Any]] = document.get("items", [])
