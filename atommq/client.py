@@ -7,6 +7,7 @@ import dataset, SQLAlchemy or a database driver (tests/test_client.py checks).
 
 import base64
 import http.client
+import json
 import netrc
 import os
 import random
@@ -15,6 +16,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 # Exit codes, documented in the README ("Exit codes").
@@ -46,6 +48,21 @@ class Answer:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
+
+    def items(self) -> list[dict[str, Any]]:
+        """The messages of a JSON Feed page (?format=json)."""
+        try:
+            document = json.loads(self.body)
+            items = document["items"]
+            if isinstance(items, list) and all(isinstance(i, dict) and "id" in i for i in items):
+                return items
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise ClientError(
+            EXIT_REFUSED,
+            f"the answer is not a JSON Feed page ({self.headers.get('content-type', 'no type')}): "
+            "is the URL an AtomMQ feed, on AtomMQ 0.9 or newer?",
+        )
 
     def line(self) -> str:
         """The server's one line of explanation (its errors are one line of plain text)."""

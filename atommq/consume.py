@@ -205,8 +205,7 @@ class Consumer:
                 if answer.status == 404 or "preference-applied" not in answer.headers:
                     self._pause(self.args.interval)  # not a wait that ran out: ask again later
                 continue
-            document = json.loads(answer.body)
-            items: list[dict[str, Any]] = document.get("items", [])
+            items = answer.items()
             for item in items:
                 self.busy = True
                 self._process(item)
@@ -248,7 +247,7 @@ class Consumer:
         answer = self.feed.retrying(
             "GET", "last=1&format=json", retry_for=self.args.retry_for, expected=frozenset({404})
         )
-        items = json.loads(answer.body)["items"] if answer.status == 200 else []
+        items = answer.items() if answer.status == 200 else []
         return str(items[-1]["id"]) if items else ""
 
     def _process(self, item: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ Keeps no cursor: for processing messages, use consume. Standard library only (se
 
 import argparse
 import base64
-import json
 import sys
 import time
 from typing import Any
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                 timeout=WAIT + 30.0,
                 expected=frozenset({404}),
             )
-            items = json.loads(answer.body)["items"] if answer.status == 200 else []
+            items = answer.items() if answer.status == 200 else []
             for item in items if shown else []:
                 print(line(item), flush=True)
             if not args.follow:

@@ -580,3 +580,30 @@ def test_follow_asks_again_at_once_after_a_wait_that_ran_out(tmp_path):
             consumer.send_signal(signal.SIGTERM)
             assert consumer.wait(timeout=10) == 0
         server.stop()
+
+
+def test_a_url_that_is_not_atommqs_gets_one_clear_line(tmp_path):
+    """A web page where the feed should be (a wrong path on the right host, say)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>welcome</html>")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    page = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{page.server_address[1]}/atommq/feed=jobs"
+        for verb in (["consume", url, "--state", str(tmp_path / "c")], ["tail", url]):
+            done = atommq(*verb)
+            assert done.returncode == EXIT_REFUSED and b"not a JSON Feed page (text/html)" in done.stderr
+            assert done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr
+    finally:
+        page.shutdown()
+        page.server_close()
