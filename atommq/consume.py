@@ -127,8 +127,9 @@ class StateFile:
             ) from None
 
     @contextlib.contextmanager
-    def locked(self, wait: bool) -> Iterator[None]:
-        """Held for a run: a second run on the same FILE exits (EXIT_LOCKED), or waits."""
+    def locked(self, wait: bool) -> Iterator[int]:
+        """Held for a run: a second run on the same FILE exits (EXIT_LOCKED), or waits. Yields
+        the lock's descriptor: a COMMAND that inherits it holds the lock until it ends too."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
             descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -144,7 +145,7 @@ class StateFile:
                     EXIT_LOCKED,
                     f"another run is consuming with {self.path}; this one stops (--wait-lock waits)",
                 ) from None
-            yield
+            yield descriptor
         finally:
             os.close(descriptor)
 
@@ -155,11 +156,12 @@ class Consumer:
         self.command: list[str] = args.program
         self.feed = Feed(args.url, args.user, args.cacert, timeout=30.0)
         self.state = StateFile(args.state)
+        self.lock = -1  # the state file's lock, while a run holds it
         self.busy = False  # a message is in hand: a signal lets it finish
         self.stopping = False
 
     def run(self) -> int:
-        with self.state.locked(self.args.wait_lock):
+        with self.state.locked(self.args.wait_lock) as self.lock:
             previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 return self._run()
@@ -267,8 +269,11 @@ class Consumer:
         }
         try:
             # In a process group of its own: a Ctrl-C at the terminal stops this loop after the
-            # message, and does not kill the command in the middle of it.
-            done = subprocess.run(self.command, input=content, env=env, process_group=0)
+            # message, and does not kill the command in the middle of it. It holds the lock too:
+            # should this run be killed, the next waits until the command has ended.
+            done = subprocess.run(
+                self.command, input=content, env=env, process_group=0, pass_fds=(self.lock,)
+            )
         except OSError as error:
             raise ClientError(EXIT_USAGE, f"cannot run {self.command[0]!r}: {error.strerror}") from None
         if done.returncode != 0:

@@ -191,45 +191,41 @@ def test_a_failing_command_stops_the_run_before_its_message_and_the_next_run_ret
     assert done.returncode == 0 and [i for i, _ in logged(tmp_path)] == ids[1:]
 
 
-def test_a_consumer_killed_at_any_moment_loses_no_message(tmp_path):
+def test_a_consumer_killed_at_any_moment_loses_no_message(server, tmp_path):
     """SIGKILL at random moments, over many runs: every message is processed, in order; one is
     processed twice only right after itself (the kill came between its COMMAND's success and
     the save)."""
-    server = InProcess(tmp_path, {})
-    try:
-        url = feed_url(server)
-        ids = [publish(url, f"m{n}") for n in range(40)]
-        slow = LOGGER + "; import time; time.sleep(0.01)"
-        kills = 0
-        for _ in range(200):
-            consumer = start(
-                "consume",
-                url,
-                "--state",
-                "cursor",
-                "--",
-                sys.executable,
-                "-c",
-                slow,
-                cwd=tmp_path,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                consumer.wait(timeout=random.uniform(0.05, 0.6))
-            except subprocess.TimeoutExpired:
-                consumer.kill()
-                consumer.wait()
-                kills += 1
-                continue
-            assert consumer.returncode == 0
-            break
-        seen = [i for i, _ in logged(tmp_path)]
-        collapsed = [i for n, i in enumerate(seen) if n == 0 or seen[n - 1] != i]
-        assert collapsed == ids, "a message was lost, reordered, or repeated after another"
-        assert kills >= 3, "the consumer was hardly ever killed: the test proves nothing"
-        assert (tmp_path / "cursor").read_text().strip() == ids[-1]
-    finally:
-        server.stop()
+    url = feed_url(server)
+    ids = [publish(url, f"m{n}") for n in range(40)]
+    slow = LOGGER + "; import time; time.sleep(0.01)"
+    kills = 0
+    for _ in range(200):
+        consumer = start(
+            "consume",
+            url,
+            "--state",
+            "cursor",
+            "--",
+            sys.executable,
+            "-c",
+            slow,
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            consumer.wait(timeout=random.uniform(0.05, 0.6))
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+            consumer.wait()
+            kills += 1
+            continue
+        assert consumer.returncode == 0
+        break
+    seen = [i for i, _ in logged(tmp_path)]
+    collapsed = [i for n, i in enumerate(seen) if n == 0 or seen[n - 1] != i]
+    assert collapsed == ids, "a message was lost, reordered, or repeated after another"
+    assert kills >= 3, "the consumer was hardly ever killed: the test proves nothing"
+    assert (tmp_path / "cursor").read_text().strip() == ids[-1]
 
 
 def test_two_runs_on_one_state_file_never_process_at_once(server, tmp_path):
@@ -607,3 +603,18 @@ def test_a_url_that_is_not_atommqs_gets_one_clear_line(tmp_path):
     finally:
         page.shutdown()
         page.server_close()
+
+
+def test_a_killed_consumers_command_still_holds_the_state_file_until_it_ends(server, tmp_path):
+    """The command inherits the lock: the next run does not process alongside an orphan."""
+    url = feed_url(server)
+    publish(url, "one")
+    hold = "import sys, time; sys.stdin.read(); time.sleep(2); open('done', 'w')"
+    first = start("consume", url, "--state", "cursor", "--", sys.executable, "-c", hold, cwd=tmp_path)
+    time.sleep(1)
+    first.kill()
+    first.wait()
+    assert atommq("consume", url, "--state", "cursor", cwd=tmp_path).returncode == EXIT_LOCKED
+    waited = atommq("consume", url, "--state", "cursor", "--wait-lock", cwd=tmp_path)
+    assert (tmp_path / "done").exists(), "it ran before the orphaned command ended"
+    assert (waited.returncode, waited.stdout) == (0, b"one\n")  # given again: it was never saved
