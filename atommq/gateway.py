@@ -1,7 +1,7 @@
 """The two ways a web server runs AtomMQ: as a CGI script and as a FastCGI server (flup).
 
 Each builds the app from the configuration and hands it to the gateway; the scripts in
-cgi-bin/ are a few lines that call these.
+cgi-bin/ are a few lines that call these (and atommq/wsgi.py builds its app with build_app).
 """
 
 import collections
@@ -11,11 +11,13 @@ import stat
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from atommq import config
 from atommq.errors import ConfigError, plain_text
+
+App = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 CGI_USAGE = """\
 atommq.cgi is a CGI script: a web server runs it for each request, with the request in its
@@ -46,6 +48,23 @@ def _misconfigured(environ: dict[str, Any], start_response: Any) -> Iterable[byt
     return plain_text(start_response, "500 Internal Server Error", line)
 
 
+def build_app(defaults: dict[str, str] | None = None) -> App:
+    """The app from the settings (config.load's `defaults` are a gateway's own). Settings that
+    are wrong, or a start-up that fails, give an app that answers every request with a 500,
+    the reason written to stderr (the server's error log), not a process that dies with a
+    traceback on every request."""
+    try:
+        from atommq.app import make_app
+
+        settings = config.load(defaults=defaults)
+        return make_app(settings, config.configure_logging(settings))
+    except ConfigError as error:
+        sys.stderr.write(f"AtomMQ: {error}\n")
+    except Exception:  # e.g. a database driver that is not installed: say why, in the log
+        sys.stderr.write(f"AtomMQ could not start:\n{traceback.format_exc()}")
+    return _misconfigured
+
+
 def _input_terminated(app: Any) -> Any:
     """CGI and FastCGI end a request's input where its body ends (the web server closes the
     script's stdin; FastCGI closes the stream with an empty FCGI_STDIN record), so a body
@@ -66,17 +85,7 @@ def run_cgi() -> int:
         return 2
     from wsgiref.handlers import CGIHandler
 
-    from atommq.app import make_app
-
-    try:
-        settings = config.load(defaults={"max_waiters": str(CGI_MAX_WAITERS)})
-        app: Any = make_app(settings, config.configure_logging(settings))
-    except ConfigError as error:
-        sys.stderr.write(f"AtomMQ: {error}\n")
-        app = _misconfigured
-    except Exception:  # e.g. a database driver that is not installed: say why, in the log
-        sys.stderr.write(f"AtomMQ could not start:\n{traceback.format_exc()}")
-        app = _misconfigured
+    app = build_app({"max_waiters": str(CGI_MAX_WAITERS)})
     CGIHandler().run(_input_terminated(app))
     # The answer is written and the transaction committed. Skip the interpreter's teardown of
     # SQLAlchemy's many modules: it costs a CGI request about a fifth (bench/benchmark.py).

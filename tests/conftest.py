@@ -6,6 +6,8 @@
   fastcgi   the real cgi-bin/atommq.fcgi, serving a unix socket, spoken to over FastCGI
   KIND@DB   the same on PostgreSQL or MariaDB (a database of its own per client)
   lighttpd-fastcgi, apache-cgi, ...  the real web servers, from the samples in deploy/
+  gunicorn, waitress  real WSGI servers from PyPI running atommq.wsgi (not among the defaults:
+            test_wsgi_servers.py names them)
 Which of them a test runs on follows from what it is about (pytest_generate_tests, below).
 Each client has its own SQLite file and log file in tmp_path. Every Atom or AtomPub document a
 client receives is validated against the RFC schemas and the feed validators' rules (conformance.py);
@@ -34,6 +36,7 @@ from lxml import etree
 import databases
 import fastcgi_client
 import webservers
+import wsgi_servers
 from conformance import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +44,8 @@ CGI_SCRIPT = ROOT / "cgi-bin" / "atommq.cgi"
 FCGI_SCRIPT = ROOT / "cgi-bin" / "atommq.fcgi"
 PREFIX = "/atommq"
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+# The transports where the client speaks HTTP to a real server in front of AtomMQ.
+HTTP_SERVERS = (*webservers.KINDS, *wsgi_servers.KINDS)
 
 ATOM_NS = {"a": "http://www.w3.org/2005/Atom", "app": "http://www.w3.org/2007/app"}
 
@@ -164,16 +169,16 @@ class Client:
         meta = fastcgi_client.meta_variables(method, path, parts.query, headers, body if send_length else b"")
         meta["REQUEST_URI"] = PREFIX + target if not parts.scheme else parts.path  # as the client sent it
         if content_length is not None:
-            assert self.kind not in webservers.KINDS, "a web server checks Content-Length itself"
+            assert self.kind not in HTTP_SERVERS, "a web server checks Content-Length itself"
             meta["CONTENT_LENGTH"] = content_length
         if environ:  # what a web server adds itself, e.g. REMOTE_USER after its own login
-            assert self.kind not in webservers.KINDS, "a web server sets its variables itself"
+            assert self.kind not in HTTP_SERVERS, "a web server sets its variables itself"
             meta.update(environ)
-        if self.kind in webservers.KINDS:
+        if self.kind in HTTP_SERVERS:
             response = self._via_http(method, path, parts.query, headers or {}, body, send_length)
         else:
             response = getattr(self, "_via_" + self.kind)(meta, body)
-        if not (server_may_refuse and self.kind in webservers.KINDS):
+        if not (server_may_refuse and self.kind in HTTP_SERVERS):
             base = self.settings.get("ATOMMQ_BASE_URL", "http://localhost" + PREFIX).rstrip("/")
             self.check(method, response, base + path + (f"?{parts.query}" if parts.query else ""))
         return response
@@ -181,7 +186,7 @@ class Client:
     def leave(self, target: str, after: float) -> None:
         """GET `target` as a client that goes away: the connection is closed `after` seconds,
         unanswered (through a FastCGI socket or a web server: what has a connection)."""
-        if self.kind in webservers.KINDS:
+        if self.kind in HTTP_SERVERS:
             address: Any = ("127.0.0.1", self.web_server.port)
             data = f"GET {PREFIX}{target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
         else:
@@ -314,8 +319,14 @@ class Client:
         return parse_cgi_output(stdout)
 
     @property
-    def web_server(self) -> webservers.WebServer:
-        """The lighttpd or Apache that this client's requests go through (started on first use)."""
+    def web_server(self) -> webservers.WebServer | wsgi_servers.WSGIServer:
+        """The lighttpd, Apache, gunicorn or waitress that this client's requests go through
+        (started on first use). gunicorn and waitress run this checkout's atommq/ as the test
+        runner, on the client's database and log file."""
+        if self._server is None and self.kind in wsgi_servers.KINDS:
+            reason = wsgi_servers.missing(self.kind)
+            need(reason is None, str(reason))
+            self._server = wsgi_servers.WSGIServer(self.kind, self.env, self.tmp)
         if self._server is None:
             python, app = _deployed_app()
             settings = dict(self.settings)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,20 @@ def deploy_app(python: Path) -> Path:
         shutil.copytree(ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([str(python), "-m", "compileall", "-q", str(folder / "atommq")], check=True)
     return folder
+
+
+def answers(port: int, alive: Callable[[], bool], seconds: float = 30) -> bool:
+    """Whether a server comes to accept connections on 127.0.0.1:`port` within `seconds`, while
+    `alive()` says its processes still run."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline or not alive():
+                return False
+            time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -283,16 +298,9 @@ class WebServer:
         self._run(["apache2", "-f", str(conf), "-DFOREGROUND"])
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
-                    self.stop()
-                    raise RuntimeError(f"{self.kind} did not start: {self.stderr}") from None
-                time.sleep(0.05)
+        if not answers(self.port, lambda: all(p.poll() is None for p in self.processes)):
+            self.stop()
+            raise RuntimeError(f"{self.kind} did not start: {self.stderr}")
 
     @property
     def stderr(self) -> str:
