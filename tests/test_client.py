@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -618,3 +619,63 @@ def test_a_killed_consumers_command_still_holds_the_state_file_until_it_ends(ser
     waited = atommq("consume", url, "--state", "cursor", "--wait-lock", cwd=tmp_path)
     assert (tmp_path / "done").exists(), "it ran before the orphaned command ended"
     assert (waited.returncode, waited.stdout) == (0, b"one\n")  # given again: it was never saved
+
+
+def test_a_password_is_asked_at_a_terminal_and_never_read_from_a_pipe(tmp_path):
+    import pty
+
+    users = tmp_path / "users"
+    subprocess.run(
+        [sys.executable, "-m", "atommq", "users", "add", "cron", "--file", str(users)],
+        input="cron-password\n",
+        text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    ini = tmp_path / "atommq.ini"
+    ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\njobs = cron\n")
+    server = InProcess(tmp_path, {"ATOMMQ_CONFIG": str(ini)})
+    try:
+        url = feed_url(server)
+        env = {"HOME": str(tmp_path)}  # no ~/.netrc, no ATOMMQ_PASSWORD
+        # No terminal (a new session has none; cron's case): a clear line, nothing read from stdin.
+        alone = subprocess.run(
+            [sys.executable, "-m", "atommq", "publish", url, "-", "--user", "cron"],
+            input=b"the message",
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            start_new_session=True,
+        )
+        assert alone.returncode == 2 and b"ATOMMQ_PASSWORD" in alone.stderr
+        # At a terminal: asked there, while the message comes from a pipe.
+        controller, terminal = pty.openpty()
+        # A session leader that opens a terminal by its name makes it its controlling one (Linux).
+        takes_terminal = (
+            "import os, sys; os.open(sys.argv[1], os.O_RDWR); os.execv(sys.executable, sys.argv[2:])"
+        )
+        asked = subprocess.Popen(
+            [sys.executable, "-c", takes_terminal, os.ttyname(terminal), sys.executable, "-m", "atommq"]
+            + ["publish", url, "-", "--user", "cron"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            start_new_session=True,
+        )
+        assert asked.stdin is not None and asked.stdout is not None
+        asked.stdin.write(b"from a pipe")
+        asked.stdin.close()
+        prompt, deadline = b"", time.monotonic() + 30
+        while b"Password for cron" not in prompt:
+            assert time.monotonic() < deadline, f"no password prompt at the terminal: {prompt!r}"
+            if select.select([controller], [], [], 1)[0]:
+                prompt += os.read(controller, 1024)
+        os.write(controller, b"cron-password\n")
+        message_id = asked.stdout.read().decode().strip()
+        assert asked.wait(timeout=30) == 0
+        os.close(controller)
+        os.close(terminal)
+        assert [(i["id"], i["content_text"]) for i in stored(url)] == [(message_id, "from a pipe")]
+    finally:
+        server.stop()
