@@ -292,8 +292,11 @@ class DroppingProxy:
     """Passes requests to the server, and for the first `drop` of them closes the client's
     connection without its answer, after the server answered: a lost answer."""
 
-    def __init__(self, upstream: int, drop: int) -> None:
+    def __init__(self, upstream: int, drop: int, busy: int = 0, retry_after: str = "") -> None:
+        """`busy`: answer the first `busy` requests 503 with `retry_after`, not passing them on."""
         self.upstream, self.drop, self.seen = upstream, drop, 0
+        self.busy, self.retry_after = busy, retry_after
+        self.times: list[float] = []  # when each request came
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -315,6 +318,14 @@ class DroppingProxy:
                 length = int(headers.get("Content-Length", "0"))
                 while len(body) < length:
                     body += connection.recv(65536)
+                self.times.append(time.monotonic())
+                if len(self.times) <= self.busy:
+                    busy = "busy\n"
+                    connection.sendall(
+                        f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {self.retry_after}\r\n"
+                        f"Content-Type: text/plain\r\nContent-Length: {len(busy)}\r\nConnection: close\r\n\r\n{busy}".encode()
+                    )
+                    continue
                 upstream = HTTPConnection("127.0.0.1", self.upstream, timeout=30)
                 headers.pop("Host", None)
                 upstream.request(method, path, body, headers)
@@ -679,3 +690,20 @@ def test_a_password_is_asked_at_a_terminal_and_never_read_from_a_pipe(tmp_path):
         assert [(i["id"], i["content_text"]) for i in stored(url)] == [(message_id, "from a pipe")]
     finally:
         server.stop()
+
+
+def test_a_busy_server_is_asked_again_after_its_retry_after_and_given_up_on_in_time(server):
+    proxy = DroppingProxy(server.port, drop=0, busy=1, retry_after="2")
+    try:
+        url = f"http://127.0.0.1:{proxy.port}/atommq/feed=jobs"
+        done = atommq("publish", url, "--text", "later")
+        assert done.returncode == 0, done.stderr
+        assert len(proxy.times) == 2 and proxy.times[1] - proxy.times[0] >= 1.9
+        proxy.busy, proxy.retry_after = 10, "30"  # longer than it may try
+        started = time.monotonic()
+        given_up = atommq("publish", url, "--text", "never", "--retry-for", "5")
+        assert given_up.returncode == EXIT_TEMPFAIL and b"503 busy" in given_up.stderr
+        assert time.monotonic() - started < 4, "it waited although the wait would outlast --retry-for"
+    finally:
+        proxy.close()
+    assert [i["content_text"] for i in stored(feed_url(server))] == ["later"]
