@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound, jsonfeed
 from atommq.config import Config
-from atommq.errors import AtomMQError, BadRequest, MethodNotAllowed, NotFound, StoreConflict, plain_text
+from atommq.errors import AtomMQError, BadRequest, Gone, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
 from atommq.store import Session, Store
@@ -161,6 +161,15 @@ class _App:
         return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed)
 
     def feed(self, environ: Environ, name: str) -> Response:
+        try:
+            return self._feed(environ, name)
+        except Gone as gone:  # where the feed now starts, for the consumer that missed messages
+            _, format_asked = inbound.representation(environ)
+            first = self.feed_href(environ, name) + (f"?{format_asked}" if format_asked else "")
+            gone.headers = (("Link", f'<{first}>; rel="first"'),)
+            raise
+
+    def _feed(self, environ: Environ, name: str) -> Response:
         start = inbound.cursor(environ.get("QUERY_STRING", ""), self.config.max_wait)
         asked, wait = start.asked, start.wait
         preferred = inbound.prefer_wait(environ, self.config.max_wait)

@@ -53,6 +53,17 @@ class UnknownCursor(BadRequest):
     pass
 
 
+class Gone(AtomMQError):
+    """A cursor that names a message the feed had, since removed (retention): the consumer
+    missed messages. `headers` gains a Link to where the feed now starts (app.py)."""
+
+    status = "410 Gone"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = ()
+
+
 class Unauthorized(AtomMQError):
     status = "401 Unauthorized"
     # RFC 7617: the realm a browser shows, and the charset of user names and passwords.

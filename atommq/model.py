@@ -3,6 +3,8 @@ objects that cross them, the limits that input is checked against and the schema
 and the form of a message id. Imports nothing of AtomMQ's; no I/O."""
 
 import dataclasses
+import hashlib
+import os
 import re
 
 # A feed name: letters or digits (any script), '_', '-' or '.', not starting with '.' or '-'.
@@ -21,6 +23,40 @@ MEDIA_TYPE_MAX_LENGTH = 255
 TEXT_TYPE_MAX_LENGTH = 8
 UUID_LENGTH = 36  # 8-4-4-4-12 hex digits
 _URN = "urn:uuid:"
+
+
+def new_message_uuid(feed_uuid: str, seq: int) -> str:
+    """A new message's uuid (RFC 9562 version 8) that says where it stood in its feed: its seq
+    in the first 48 bits, 44 random bits, and 30 bits of a hash of the feed's uuid and the rest
+    (a check that it is this feed's). So that once the message is removed (retention), a cursor
+    naming it is still known for one of the feed's, and how far behind it is (seq_in); one
+    the feed never had is told apart. A message uuid carries the number of messages before it."""
+    random = int.from_bytes(os.urandom(6), "big") & (2**44 - 1)
+    check = _check(feed_uuid, seq, random)
+    value = (seq & (2**48 - 1)) << 80 | 0x8 << 76 | (random >> 32) << 64 | 0b10 << 62
+    value |= check << 32 | (random & (2**32 - 1))
+    hexed = f"{value:032x}"
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+
+
+def seq_in(uuid: str, feed_uuid: str) -> int | None:
+    """The seq that a message uuid made by new_message_uuid for this feed carries; None for any
+    other uuid (another feed's, a version 4 one from before AtomMQ 0.9, one made up)."""
+    try:
+        value = int(uuid.replace("-", ""), 16)
+    except ValueError:
+        return None
+    if len(uuid) != UUID_LENGTH or value >> 76 & 0xF != 0x8 or value >> 62 & 0b11 != 0b10:
+        return None
+    seq, random = value >> 80, (value >> 64 & 0xFFF) << 32 | value & (2**32 - 1)
+    return seq if value >> 32 & (2**30 - 1) == _check(feed_uuid, seq, random) else None
+
+
+def _check(feed_uuid: str, seq: int, random: int) -> int:
+    """30 bits that tie a uuid's seq and random bits to its feed: an altered or made-up uuid
+    passes for one of the feed's once in a billion."""
+    text = f"{feed_uuid.lower()}/{seq}/{random}".encode("ascii", "replace")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "big") >> 2
 
 
 def atom_id(uuid: str) -> str:

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from atommq import database
 from atommq.batch import GroupCommit
 from atommq.config import Config
-from atommq.errors import NotFound, StoreUnavailable, UnknownCursor
-from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid
+from atommq.errors import Gone, NotFound, StoreUnavailable, UnknownCursor
+from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid, new_message_uuid, seq_in
 from atommq.prepared import Prepared
 from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, RENDERINGS, TEXT_ENTRIES, Schema
 
@@ -65,7 +65,10 @@ _BUMP = Prepared(
     .where(FEEDS.c.name == _B("feed_name"))
     .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
 )
-_COUNTER = sa.select(FEEDS.c.pk, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
+# The feed's row after its counter was bumped: the new message's seq, and what its uuid is made of.
+_COUNTER = Prepared(
+    sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
+)
 _BY_KEY = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
 )
@@ -101,6 +104,7 @@ _PAGES = {
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
+_OLDEST = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == _B("pk"))
 _NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
 _FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
 # A message is inserted with the seq that the feed's counter was just bumped to, read in the
@@ -174,13 +178,13 @@ class Session:
         if _BUMP.run(self._conn, bump).rowcount == 0:
             self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
             _BUMP.run(self._conn, bump)
+        pk, feed_uuid, seq = _COUNTER.run(self._conn, {"feed_name": name}).first()
         if key is not None:
-            pk = self._conn.execute(_COUNTER, {"feed_name": name}).one().pk
             stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(pk)
                 return _message(name, stored), _entry_bytes(stored.atom), True
-        uuid = str(uuidlib.uuid4())
+        uuid = new_message_uuid(feed_uuid, seq)
         message = Message(atom_id(uuid), name, draft, now, now)
         rendered = {} if render is None else render(message)
         values = {
@@ -243,12 +247,31 @@ class Session:
         if cursor is not None:
             seq = row[4]
             if seq is None:
+                self._gone(name, pk, uuid, last_seq, cursor, inclusive)
                 shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
                 raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
             after = seq - 1 if inclusive else seq
         feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
         return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq)
+
+    def _gone(self, name: str, pk: int, feed_uuid: str, last_seq: int, cursor: str, inclusive: bool) -> None:
+        """Raise Gone if `cursor`, which the feed does not hold, names a message it had: one
+        whose uuid carries this feed's seq (model.seq_in), up to its newest. Seqs have no holes
+        and retention removes the oldest, so the messages missed after it are those before the
+        oldest still kept."""
+        claimed = seq_in(message_uuid(cursor), feed_uuid)
+        if claimed is None or claimed > last_seq:
+            return
+        oldest = self._conn.execute(_OLDEST, {"pk": pk}).scalar()
+        kept_from = last_seq + 1 if oldest is None else oldest
+        missed = max(0, kept_from - claimed - (0 if inclusive else 1))
+        plural = "" if missed == 1 else "s"
+        which = f"{missed} message{plural} from it on" if inclusive else f"{missed} message{plural} after it"
+        raise Gone(
+            f"feed {name!r} no longer holds message {cursor!r}: messages were removed, and {which} "
+            "went with them unread; read on from the oldest message kept (the Link header)"
+        )
 
     def read(self, position: Position, limit: int, form: str = "atom") -> Page:
         """Up to `limit` messages from `position`, oldest first: their stored rendering `form`
