@@ -238,11 +238,13 @@ class Consumer:
         if self.args.on_gap == "skip" and cursor:
             print(f"atommq: {line}; going on from the feed's oldest message (--on-gap=skip)", file=sys.stderr)
             return ""
-        raise ClientError(
-            EXIT_GAP,
-            f"{line}. Messages after it may have been removed or the state file {self.state.path} belongs to "
-            "another feed or server; --on-gap=skip goes on from the oldest message",
+        why = (
+            ""
+            if answer.status == 410
+            else f" (the state file {self.state.path} is another feed's or server's, or its message was removed "
+            "by an AtomMQ older than 0.9)"
         )
+        raise ClientError(EXIT_GAP, f"{line}{why}; --on-gap=skip goes on from the oldest message kept")
 
     def _newest(self) -> str:
         """The id of the feed's newest message ("" if it has none yet)."""

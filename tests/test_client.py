@@ -709,3 +709,21 @@ def test_a_busy_server_is_asked_again_after_its_retry_after_and_given_up_on_in_t
     finally:
         proxy.close()
     assert [i["content_text"] for i in stored(feed_url(server))] == ["later"]
+
+
+def test_a_cursor_whose_message_was_removed_stops_consume_with_exit_4(tmp_path):
+    import sqlite3
+
+    server = InProcess(tmp_path, {})
+    try:
+        url = feed_url(server)
+        ids = [publish(url, f"m{n}") for n in range(4)]
+        (tmp_path / "cursor").write_text(ids[0] + "\n")
+        with sqlite3.connect(tmp_path / "atommq.db") as db:  # retention's work: the oldest two go
+            db.execute("DELETE FROM atommq_messages WHERE seq <= 2")
+        done = atommq("consume", url, "--state", "cursor", cwd=tmp_path)
+        assert done.returncode == EXIT_GAP and b"1 message after it went with them unread" in done.stderr
+        skipped = atommq("consume", url, "--state", "cursor", "--on-gap=skip", cwd=tmp_path)
+        assert (skipped.returncode, skipped.stdout) == (0, b"m2\nm3\n")
+    finally:
+        server.stop()
