@@ -130,6 +130,39 @@ def users(args: argparse.Namespace) -> int:
     return 0
 
 
+def prune(args: argparse.Namespace) -> int:
+    """Remove what the [retention] rules no longer keep, feed by feed, saying how much."""
+    import datetime
+
+    from atommq.app import open_store
+    from atommq.retention import limits_for
+
+    settings = config.load()
+    if not settings.retention:
+        print("no [retention] rules in the settings (ATOMMQ_CONFIG): every message is kept")
+        return 0
+    store = open_store(settings)
+    try:
+        with store.transaction() as session:
+            feeds = [feed.name for feed in session.feeds()]
+        now = datetime.datetime.now(datetime.UTC)
+        total = 0
+        for name in feeds:
+            limits = limits_for(settings.retention, name)
+            if limits is None:
+                continue
+            removed = store.prune(name, limits, now, dry_run=args.dry_run)
+            total += removed
+            if removed:
+                print(f"{name}: {'would remove' if args.dry_run else 'removed'} {removed} (keeps {limits})")
+        print(
+            f"{'would remove' if args.dry_run else 'removed'} {total} message{'' if total == 1 else 's'} in all"
+        )
+    finally:
+        store.close()
+    return 0
+
+
 def _new_password() -> str | None:
     """Asked twice at a terminal; else the first line of standard input (for scripts)."""
     if sys.stdin.isatty():
@@ -163,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     manage.add_argument("name", nargs="?", default="", help="user name (not for list)")
     manage.add_argument("--file", help="the users file (default: the users_file setting)")
     manage.set_defaults(func=users)
+    remove = commands.add_parser(
+        "prune",
+        help="remove the messages that the [retention] rules no longer keep (for cron)",
+        epilog="example, in a crontab: 17 * * * * ATOMMQ_CONFIG=/etc/atommq.ini python3 -m atommq prune",
+    )
+    remove.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    remove.set_defaults(func=prune)
     _add_client_verbs(commands)
     given = sys.argv[1:] if argv is None else argv
     # consume's COMMAND: everything after "--", its own options included.

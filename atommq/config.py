@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from atommq import access as access_rules
+from atommq import retention as retention_rules
 from atommq.errors import ConfigError
 
 SECTION = "atommq"
+RETENTION = "retention"
 
 
 def default_database_url(environ: Mapping[str, str] = os.environ, home: str | None = None) -> str:
@@ -69,6 +71,9 @@ class Config:
     # Who may read and publish which feeds: the INI file's [read] and [publish] sections.
     # With neither, access control is off: anyone may do anything.
     access: access_rules.Rules = access_rules.Rules()
+    # How long each feed keeps its messages: the INI file's [retention] section. None matches:
+    # everything is kept.
+    retention: tuple[retention_rules.Rule, ...] = ()
     # Not a setting: database_url is the default, whose folder AtomMQ creates on first use (a
     # configured folder must exist already: a typo should be an error, not a new folder).
     database_is_default: bool = False
@@ -151,7 +156,9 @@ _BOOLEANS = {
     "0": False,
 }
 # Settings that an INI line or an ATOMMQ_* variable sets; `access` comes from INI sections.
-NAMES = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("access", "database_is_default"))
+NAMES = tuple(
+    f.name for f in dataclasses.fields(Config) if f.name not in ("access", "retention", "database_is_default")
+)
 
 
 def load(environ: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None) -> Config:
@@ -188,7 +195,7 @@ def _read_ini(path: str) -> dict[str, Any]:
         raise ConfigError(
             unknown[0], f"{path!r} sets it, but there is no such setting; the settings are {', '.join(NAMES)}"
         )
-    extra = sorted(set(parser.sections()) - {SECTION, *access_rules.ACTIONS})
+    extra = sorted(set(parser.sections()) - {SECTION, RETENTION, *access_rules.ACTIONS})
     if extra:
         raise ConfigError("ATOMMQ_CONFIG", f"{path!r} has an unknown section [{extra[0]}]")
     try:
@@ -199,6 +206,11 @@ def _read_ini(path: str) -> dict[str, Any]:
         raise ConfigError("ATOMMQ_CONFIG", f"{path!r}: {error}") from None
     if rules:
         section["access"] = access_rules.Rules(**rules)
+    if parser.has_section(RETENTION):
+        try:
+            section["retention"] = retention_rules.parse(parser.items(RETENTION))
+        except ValueError as error:
+            raise ConfigError("ATOMMQ_CONFIG", f"{path!r}: {error}") from None
     return section
 
 

@@ -8,6 +8,7 @@ lock, so the order of messages is their commit order and a polling consumer neve
 """
 
 import contextlib
+import datetime
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from atommq.config import Config
 from atommq.errors import Gone, NotFound, StoreUnavailable, UnknownCursor
 from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid, new_message_uuid, seq_in
 from atommq.prepared import Prepared
+from atommq.retention import Limits
 from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, RENDERINGS, TEXT_ENTRIES, Schema
 
 
@@ -104,6 +106,14 @@ _PAGES = {
 _UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
     MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
 )
+# The oldest messages after a seq, for retention to weigh (prune), and their removal.
+_PRUNE_WINDOW = Prepared(
+    sa.select(MESSAGES.c.seq, MESSAGES.c.published)
+    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
+    .order_by(MESSAGES.c.seq)
+    .limit(_B("most", type_=sa.Integer))
+)
+_REMOVE = Prepared(MESSAGES.delete().where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq <= _B("upto")))
 _OLDEST = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == _B("pk"))
 _NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
 _FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
@@ -118,6 +128,16 @@ _APPEND = Prepared(
         ),
     )
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one step of retention found: the last seq it reached, how many messages go (or
+    went), and whether more may follow."""
+
+    upto: int
+    count: int
+    more: bool
 
 
 class Session:
@@ -298,6 +318,31 @@ class Session:
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
         return _message(name, row), _entry_bytes(row[len(MESSAGE_COLUMNS) + list(RENDERINGS).index(form)])
 
+    def prune(
+        self, name: str, limits: Limits, now: datetime.datetime, after: int, most: int, remove: bool
+    ) -> Pruned:
+        """Weigh the feed's oldest messages after seq `after`, `most` at most, against `limits`
+        at time `now`, and (with `remove`) delete those that go: a run from the oldest that
+        stops at the first message kept, so that a message the rules keep is never removed,
+        even one stored out of time order (clocks of two web servers)."""
+        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+        if row is None:
+            return Pruned(after, 0, False)
+        pk, last_seq = row[0], row[2]
+        by_count = last_seq - limits.max_messages if limits.max_messages is not None else 0
+        by_age = None
+        if limits.max_age is not None:
+            by_age = (now - datetime.timedelta(seconds=limits.max_age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        window = _PRUNE_WINDOW.run(self._conn, {"pk": pk, "after": after, "most": most}).all()
+        upto, count = after, 0
+        for seq, published in window:
+            if seq > by_count and (by_age is None or published >= by_age):
+                break
+            upto, count = seq, count + 1
+        if remove and count:
+            _REMOVE.run(self._conn, {"pk": pk, "upto": upto})
+        return Pruned(upto, count, count == len(window) == most)
+
     def newest(self, names: list[str]) -> dict[str, int]:
         """The seq of each named feed's newest message (a feed that does not exist: absent)."""
         return dict(self._conn.execute(_NEWEST, {"names": names}).all())
@@ -307,6 +352,9 @@ class Session:
 
 
 T = TypeVar("T")
+# Messages removed in one transaction by retention: a publisher waits for the database at most
+# about that long (measured in bench/).
+PRUNE_BATCH = 500
 
 
 def _throw_away(connection: sa.Connection | None) -> None:
@@ -352,6 +400,25 @@ class Store:
             with self.writing() as session:
                 return work(session)
         return self._group.run(work)
+
+    def prune(self, name: str, limits: Limits, now: datetime.datetime, dry_run: bool = False) -> int:
+        """Remove the feed's messages that `limits` no longer keep, oldest first, PRUNE_BATCH in
+        a transaction, so that publishers never wait long for the database; returns how many
+        (with `dry_run`, how many would go, and nothing is removed)."""
+        total, after = 0, 0
+        while True:
+
+            def step(session: Session, after: int = after) -> Pruned:
+                return session.prune(name, limits, now, after, PRUNE_BATCH, remove=not dry_run)
+
+            if dry_run:
+                with self.transaction(commit=False) as session:
+                    found = step(session)
+            else:
+                found = self.write(step)
+            total, after = total + found.count, found.upto
+            if not found.more:
+                return total
 
     def newest(self, names: list[str]) -> dict[str, int]:
         """Session.newest in a transaction of its own (waiting.py's watcher asks it)."""

@@ -2,9 +2,14 @@
 one gets 410 Gone, saying how many messages went unread and where the feed now starts; a cursor
 the feed never had stays a 400."""
 
+import os
+import subprocess
+import sys
+
+import pytest
 import sqlalchemy as sa
 
-from conftest import ATOM_NS
+from conftest import ATOM_NS, ROOT
 
 
 def publish_many(client, feed: str, count: int) -> list[str]:
@@ -71,3 +76,70 @@ def test_a_waiting_request_whose_cursor_was_removed_gets_the_410(client):
     remove_oldest(client, "jobs", 1)
     response = client.get(f"/feed=jobs?start_after={ids[0]}&wait=5")
     assert response.status == 410
+
+
+def prune(client, rules: str, *flags: str) -> str:
+    """`atommq prune`, run as from cron, on the client's database with these [retention] rules."""
+    ini = client.tmp / "retention.ini"
+    ini.write_text(f"[atommq]\n[retention]\n{rules}\n")
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": client.database_url, "ATOMMQ_CONFIG": str(ini)}
+    done = subprocess.run(
+        [sys.executable, "-m", "atommq", "prune", *flags], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_prune_keeps_the_newest_by_count_first_matching_rule_deciding(client):
+    ids = publish_many(client, "jobs", 7)
+    others = publish_many(client, "alerts.disk", 3)
+    rules = "alerts.* = 1 message\njobs = 3 messages\n* = 1 message"
+    assert prune(client, rules, "--dry-run") == (
+        "alerts.disk: would remove 2 (keeps 1 message)\njobs: would remove 4 (keeps 3 messages)\n"
+        "would remove 6 messages in all\n"
+    )
+    assert client.whole_feed("jobs") == ids  # a dry run removes nothing
+    assert "jobs: removed 4 (keeps 3 messages)" in prune(client, rules)
+    assert client.whole_feed("jobs") == ids[4:] and client.whole_feed("alerts.disk") == others[2:]
+    assert "2 messages after it" in client.get(f"/feed=jobs?start_after={ids[1]}").text
+    assert prune(client, rules) == "removed 0 messages in all\n"
+    assert client.publish("jobs", "new").status == 201  # the counter goes on: ids stay unique
+
+
+def test_prune_by_age_removes_a_run_from_the_oldest_and_keeps_any_message_younger(client):
+    ids = publish_many(client, "jobs", 5)
+    engine = sa.create_engine(client.database_url)
+    with engine.begin() as connection:  # seq 1, 2 and 4 old; 3 young (stored out of time order)
+        connection.execute(
+            sa.text(
+                "UPDATE atommq_messages SET published = '2000-01-01T00:00:00.000000Z' WHERE seq IN (1, 2, 4)"
+            )
+        )
+    engine.dispose()
+    assert "jobs: removed 2 (keeps 30 days)" in prune(client, "jobs = 30 days")
+    assert client.whole_feed("jobs") == ids[2:]
+
+
+def test_prune_removes_in_batches_and_leaves_exactly_what_the_rule_keeps(client):
+    ids = publish_many(client, "jobs", 1111)
+    assert "jobs: removed 1011 (keeps 100 messages)" in prune(client, "jobs = 100 messages")
+    assert client.whole_feed("jobs") == ids[-100:]
+
+
+def test_bad_retention_rules_stop_start_up_naming_the_line(tmp_path):
+    from atommq import config
+    from atommq.errors import ConfigError
+
+    for line, says in [
+        ("jobs = 30 dayz", "'30 dayz' is not a limit"),
+        ("jobs = 0 messages", "'0 messages' is not a limit"),
+        ("jobs = 1 day, 2 days", "'2 days' is not a limit"),
+        ("jobs = ", "no limit"),
+    ]:
+        ini = tmp_path / "atommq.ini"
+        ini.write_text(f"[atommq]\n[retention]\n{line}\n")
+        with pytest.raises(ConfigError) as raised:
+            config.load({"ATOMMQ_CONFIG": str(ini)})
+        assert says in str(raised.value) and "[retention] jobs" in str(raised.value), line
+    ini.write_text("[atommq]\n[retention]\nalerts.* = 2 weeks, 1000 messages\n")
+    assert str(config.load({"ATOMMQ_CONFIG": str(ini)}).retention[0][1]) == "2 weeks, 1000 messages"
