@@ -12,13 +12,15 @@ prefix (SCRIPT_NAME, usually /atommq), it serves:
 import datetime
 import hashlib
 import logging
+import random
 import re
+import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from atommq import atom, inbound, jsonfeed
+from atommq import atom, inbound, jsonfeed, retention
 from atommq.config import Config
 from atommq.errors import AtomMQError, BadRequest, Gone, MethodNotAllowed, NotFound, StoreConflict, plain_text
 from atommq.guard import Guard
@@ -36,6 +38,13 @@ SERVICE_TYPE = "application/atomsvc+xml"
 VARY = ("Vary", "Accept")
 # A publish that the database rolled back to break a deadlock is run again, this many times in all.
 PUBLISH_ATTEMPTS = 3
+# Retention in passing: one publish in PRUNE_EVERY to a feed that has a rule prunes it, at most
+# PRUNE_IN_PASSING messages, after its answer is sent. Up to 3 removed per message published:
+# more than come, so a feed is held at its limit without a cron job.
+PRUNE_EVERY = 64
+PRUNE_IN_PASSING = 200
+# The environ key where a request leaves work for after its answer (_ThenRun).
+_AFTER = "atommq.after"
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
 
 
@@ -63,6 +72,8 @@ class _App:
         self.log = log
         self.guard = Guard(config, log)
         self.store = store
+        self._publishes = random.randrange(PRUNE_EVERY)
+        self._publishes_lock = threading.Lock()
         places = Places(config.database_url, config.max_waiters, log.warning)
         self.watcher = Watcher(store.newest, places, log.warning)
 
@@ -99,7 +110,20 @@ class _App:
         if not status.startswith("304"):
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
+        after = environ.pop(_AFTER, None)
+        if after is not None:  # work that need not delay the answer: done once it is sent
+            return _ThenRun([b""] if head else [body], after, lambda text: self._report(environ, text))
         return [b""] if head else [body]
+
+    def _prune_now(self, name: str) -> retention.Limits | None:
+        """The feed's retention limits if this publish prunes it once answered: one publish in
+        PRUNE_EVERY per process, from a random start (a CGI process publishes once)."""
+        limits = retention.limits_for(self.config.retention, name)
+        if limits is None:
+            return None
+        with self._publishes_lock:
+            self._publishes += 1
+            return limits if self._publishes % PRUNE_EVERY == 0 else None
 
     def _report(self, environ: Environ, text: str) -> None:
         """An error and its reason go to log_file when one is set, else to the web server's log."""
@@ -257,8 +281,28 @@ class _App:
         ]
         if replayed:  # a retry: the answer of the first attempt, and nothing stored again
             headers.append(("Idempotent-Replayed", "true"))
+        elif (limits := self._prune_now(name)) is not None:
+            now = datetime.datetime.now(datetime.UTC)
+            environ[_AFTER] = lambda: self.store.prune(name, limits, now, most=PRUNE_IN_PASSING)
         self.log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
         return "201 Created", headers, document
+
+
+class _ThenRun:
+    """An answer's body that runs `work` when the server closes it, after the body was sent
+    (PEP 3333: close() is called once the response is written); a failure is reported."""
+
+    def __init__(self, body: list[bytes], work: Callable[[], object], report: Callable[[str], None]) -> None:
+        self._body, self._work, self._report = body, work, report
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            self._work()
+        except Exception:
+            self._report(f"pruning after a publish failed (the publish is stored):\n{traceback.format_exc()}")
 
 
 def _renderings(message: Message) -> dict[str, bytes]:

@@ -401,15 +401,23 @@ class Store:
                 return work(session)
         return self._group.run(work)
 
-    def prune(self, name: str, limits: Limits, now: datetime.datetime, dry_run: bool = False) -> int:
+    def prune(
+        self,
+        name: str,
+        limits: Limits,
+        now: datetime.datetime,
+        dry_run: bool = False,
+        most: int | None = None,
+    ) -> int:
         """Remove the feed's messages that `limits` no longer keep, oldest first, PRUNE_BATCH in
-        a transaction, so that publishers never wait long for the database; returns how many
-        (with `dry_run`, how many would go, and nothing is removed)."""
+        a transaction, so that publishers never wait long for the database; `most` in all, at
+        most; returns how many (with `dry_run`, how many would go, and nothing is removed)."""
         total, after = 0, 0
-        while True:
+        while most is None or total < most:
+            batch = PRUNE_BATCH if most is None else min(PRUNE_BATCH, most - total)
 
-            def step(session: Session, after: int = after) -> Pruned:
-                return session.prune(name, limits, now, after, PRUNE_BATCH, remove=not dry_run)
+            def step(session: Session, after: int = after, batch: int = batch) -> Pruned:
+                return session.prune(name, limits, now, after, batch, remove=not dry_run)
 
             if dry_run:
                 with self.transaction(commit=False) as session:
@@ -418,7 +426,8 @@ class Store:
                 found = self.write(step)
             total, after = total + found.count, found.upto
             if not found.more:
-                return total
+                break
+        return total
 
     def newest(self, names: list[str]) -> dict[str, int]:
         """Session.newest in a transaction of its own (waiting.py's watcher asks it)."""

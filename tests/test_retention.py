@@ -143,3 +143,18 @@ def test_bad_retention_rules_stop_start_up_naming_the_line(tmp_path):
         assert says in str(raised.value) and "[retention] jobs" in str(raised.value), line
     ini.write_text("[atommq]\n[retention]\nalerts.* = 2 weeks, 1000 messages\n")
     assert str(config.load({"ATOMMQ_CONFIG": str(ini)}).retention[0][1]) == "2 weeks, 1000 messages"
+
+
+@pytest.mark.parametrize("transport", ["wsgi", "wsgi@postgresql", "wsgi@mariadb", "fastcgi"])
+def test_publishing_alone_holds_a_feed_near_its_limit_without_cron(make_client, tmp_path):
+    """One publish in 64 prunes its feed once answered (app.PRUNE_EVERY; under FastCGI, after
+    flup sent the answer): a feed that a rule keeps at 10 messages holds at most 10 + 63 at any
+    time, and what went is told as gone."""
+    ini = tmp_path / "retention.ini"
+    ini.write_text("[atommq]\n[retention]\njobs = 10 messages\n")
+    client = make_client(config=str(ini))
+    ids = publish_many(client, "jobs", 150)
+    kept = client.whole_feed("jobs")
+    assert 10 <= len(kept) <= 10 + 63 and kept == ids[-len(kept) :]
+    assert client.get(f"/feed=jobs?start_after={ids[0]}").status == 410
+    assert "ERROR" not in client.log and "Traceback" not in client.log
