@@ -160,9 +160,12 @@ def free_port() -> int:
 class WebServer:
     """One real web server serving AtomMQ at http://127.0.0.1:PORT/atommq."""
 
-    def __init__(self, kind: str, python: Path, app: Path, settings: dict[str, str]) -> None:
-        """`settings`: ATOMMQ_* values, written to the INI file the sample names. A database URL
-        among them replaces the sample's SQLite one (lighttpd only: its var.atommq_env line)."""
+    def __init__(
+        self, kind: str, python: Path, app: Path, settings: dict[str, str], sections: str = ""
+    ) -> None:
+        """`settings`: ATOMMQ_* values, written to the INI file the sample names, and after them
+        `sections` (e.g. "[retention]\n..."). A database URL among the settings replaces the
+        sample's SQLite one (lighttpd only: its var.atommq_env line)."""
         self.kind = kind
         self.folder = Path(tempfile.mkdtemp(prefix="amqweb", dir="/tmp"))
         self.folder.chmod(0o755)
@@ -183,7 +186,7 @@ class WebServer:
         self.database_url = values.pop("database_url", f"sqlite:///{self.db_path}")
         if not kind.startswith("lighttpd") and not self.database_url.startswith("sqlite:///"):
             raise ValueError(f"{kind}: only the lighttpd sample is run with another database")
-        self.ini.write_text("[atommq]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+        self.ini.write_text("[atommq]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + sections)
         self.processes: list[subprocess.Popen[bytes]] = []
         self._stderr = (self.folder / "server-stderr.log").open("wb")
         getattr(self, "_start_" + kind.split("-")[0])(python, app)
