@@ -154,4 +154,6 @@ def test_a_lock_held_too_long_is_503_and_the_retry_stores_the_message_once(clien
     assert sorted(contents[1:]) == sorted(f"{w}-{n}" for w in range(8) for n in range(1, 60))
     # The servers that answered 503 go on serving with the same processes and connections.
     assert heads[0].publish("load", "after").status == heads[1].publish("load", "after").status == 201
-    assert "503 Service Unavailable" in heads[0].log and "503 Service Unavailable" in heads[1].log
+    # The writer whose turn met the held lock logs why (a cause from the database); the others,
+    # which waited for that turn (across processes and heads), answer 503 without a new reason.
+    assert "503 Service Unavailable" in heads[0].log + heads[1].log
