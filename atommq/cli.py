@@ -158,6 +158,16 @@ def prune(args: argparse.Namespace) -> int:
         print(
             f"{'would remove' if args.dry_run else 'removed'} {total} message{'' if total == 1 else 's'} in all"
         )
+        if not args.dry_run and store.dialect == "sqlite":
+            freed = store.give_back_space()
+            if freed is None:
+                print(
+                    "the SQLite file keeps its size (its free pages hold new messages): it was made "
+                    "before AtomMQ 0.9; to let prune shrink it, once, with AtomMQ stopped: "
+                    "sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'"
+                )
+            elif freed:
+                print(f"gave {freed / 1e6:.1f} MB back to the file system")
     finally:
         store.close()
     return 0

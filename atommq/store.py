@@ -343,6 +343,18 @@ class Session:
             _REMOVE.run(self._conn, {"pk": pk, "upto": upto})
         return Pruned(upto, count, count == len(window) == most)
 
+    def give_back_space(self) -> int | None:
+        """SQLite: free the file's free pages (Store.give_back_space); the bytes, or None."""
+        run = self._conn.exec_driver_sql
+        if run("PRAGMA auto_vacuum").scalar() != 2:  # 2: INCREMENTAL
+            return None
+        pages, size = run("PRAGMA freelist_count").scalar() or 0, run("PRAGMA page_size").scalar() or 0
+        # pysqlite runs a statement that returns no rows one step only, and one step of
+        # incremental_vacuum frees one page.
+        for _ in range(pages):
+            run("PRAGMA incremental_vacuum(1)")
+        return int(pages) * int(size)
+
     def newest(self, names: list[str]) -> dict[str, int]:
         """The seq of each named feed's newest message (a feed that does not exist: absent)."""
         return dict(self._conn.execute(_NEWEST, {"names": names}).all())
@@ -428,6 +440,15 @@ class Store:
             if not found.more:
                 break
         return total
+
+    def give_back_space(self) -> int | None:
+        """On SQLite, return the file's free pages (what pruning freed) to the file system, at
+        its next checkpoint; the bytes given back. None: not SQLite, or a file made before
+        AtomMQ set auto_vacuum (it keeps its size; its free pages are reused by new messages)."""
+        if self._turns is None:
+            return None
+        with self.writing() as session:
+            return session.give_back_space()
 
     def newest(self, names: list[str]) -> dict[str, int]:
         """Session.newest in a transaction of its own (waiting.py's watcher asks it)."""

@@ -234,3 +234,36 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
         numbers = [int(x) for x in run.split()]
         assert all(b == a + 1 for a, b in zip(numbers, numbers[1:], strict=False)), numbers
     assert None not in seen and gaps and all("went with them unread" in gap for gap in gaps), gaps
+
+
+@pytest.mark.parametrize("transport", ["wsgi"])
+def test_prune_gives_a_sqlite_files_space_back(client):
+    """A file made by this AtomMQ shrinks once pruned (at the next checkpoint)."""
+    import sqlite3
+
+    for n in range(300):
+        assert client.post("/feed=big", f"{n}:" + "x" * 10_000, "text/plain").status == 201
+
+    def size_after_checkpoint() -> int:
+        with sqlite3.connect(client.db_path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return client.db_path.stat().st_size
+
+    before = size_after_checkpoint()
+    said = prune(client, "big = 10 messages")
+    assert "big: removed 290" in said and "MB back to the file system" in said
+    after = size_after_checkpoint()
+    assert after < before / 5, (before, after)
+
+
+@pytest.mark.parametrize("transport", ["wsgi"])
+def test_prune_says_how_to_let_an_older_sqlite_file_shrink(make_client, tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.db"  # made before AtomMQ set auto_vacuum: it stays off
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE made_before (x)")
+    client = make_client(database_url=f"sqlite:///{old}")
+    publish_many(client, "big", 2)
+    said = prune(client, "big = 1 message")
+    assert "big: removed 1" in said and "sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'" in said
