@@ -37,14 +37,7 @@ def connect(config: Config, pool_size: int) -> dataset.Database:
         _check_sqlite_folder(url, create=config.database_is_default)
         # FULL makes every acknowledged message durable; WAL (dataset's default) lets
         # readers run beside the one writer; the busy timeout makes writers queue.
-        # INCREMENTAL auto_vacuum lets `atommq prune` give the pages that retention freed back
-        # to the file system (Store.give_back_space). It takes only in a new file, before its
-        # first table and before dataset's WAL statement, which comes after these.
-        statements = [
-            "PRAGMA auto_vacuum=INCREMENTAL",
-            "PRAGMA synchronous=FULL",
-            f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}",
-        ]
+        statements = ["PRAGMA synchronous=FULL", f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}"]
     else:
         # A pooled connection may have been closed by the server since: test it first.
         engine_kwargs["pool_pre_ping"] = True

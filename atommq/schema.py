@@ -113,6 +113,7 @@ class Schema:
                 # Outside the retry: a server that is down or silent fails here, once.
                 with self._engine.connect() as connection:
                     try:
+                        _new_sqlite_file(connection)
                         METADATA.create_all(connection, checkfirst=True)
                         _add_missing_columns(connection)
                         connection.commit()
@@ -124,6 +125,18 @@ class Schema:
                             raise
                 time.sleep(0.05 * (attempt + 1))
             self._ready = True
+
+
+def _new_sqlite_file(connection: sa.Connection) -> None:
+    """A SQLite file AtomMQ is about to make its tables in gets auto_vacuum=INCREMENTAL, so that
+    `atommq prune` can give the pages retention freed back to the file system
+    (Store.give_back_space). It takes only before the first table, and after WAL (which
+    dataset sets on connect) only through a VACUUM: instant in an empty file. Set here, once,
+    not on every connection: there the pragma waits for the write lock a publisher holds."""
+    if connection.dialect.name != "sqlite" or sa.inspect(connection).get_table_names():
+        return
+    connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+    connection.exec_driver_sql("VACUUM")
 
 
 def _add_missing_columns(connection: sa.Connection) -> None:
