@@ -67,6 +67,13 @@ _BUMP = Prepared(
     .where(FEEDS.c.name == _B("feed_name"))
     .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
 )
+_BUMP_RETURNING = Prepared(
+    FEEDS.update()
+    .where(FEEDS.c.name == _B("feed_name"))
+    .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
+    .returning(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq)
+)
+_RETURNING = ("sqlite", "postgresql")  # the dialects with UPDATE ... RETURNING
 # The feed's row after its counter was bumped: the new message's seq, and what its uuid is made of.
 _COUNTER = Prepared(
     sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
@@ -195,10 +202,7 @@ class Session:
         # so publishers to one feed are serialised and seq follows commit order. A retry with
         # the same key waits here for its first attempt to commit, then finds it below.
         bump = {"feed_name": name, "now": now}
-        if _BUMP.run(self._conn, bump).rowcount == 0:
-            self._conn.execute(self._insert_feed_if_missing(name, str(uuidlib.uuid4()), now))
-            _BUMP.run(self._conn, bump)
-        pk, feed_uuid, seq = _COUNTER.run(self._conn, {"feed_name": name}).first()
+        pk, feed_uuid, seq = self._bump(bump) or self._bump(bump, create=True)
         if key is not None:
             stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
@@ -228,6 +232,22 @@ class Session:
         values.update({form: None for form in RENDERINGS if form not in values})
         _APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
         return message, rendered.get("atom"), False
+
+    def _bump(self, bump: dict[str, str], create: bool = False) -> Any:
+        """Take the feed's next seq (creating the feed first, with `create`): the feed's pk,
+        uuid and new last_seq, or None when the feed does not exist. In one round trip where
+        UPDATE ... RETURNING exists (SQLite, PostgreSQL), in two elsewhere (MariaDB)."""
+        if create:
+            self._conn.execute(
+                self._insert_feed_if_missing(bump["feed_name"], str(uuidlib.uuid4()), bump["now"])
+            )
+        if self._dialect in _RETURNING:
+            # All of it: a RETURNING statement left unfinished keeps its statement open.
+            rows = _BUMP_RETURNING.run(self._conn, bump).all()
+            return rows[0] if rows else None
+        if _BUMP.run(self._conn, bump).rowcount == 0:
+            return None
+        return _COUNTER.run(self._conn, {"feed_name": bump["feed_name"]}).first()
 
     def _undo_bump(self, feed_pk: int) -> None:
         """Give back the seq that a replayed publish took, and the feed's time: that of its
