@@ -129,6 +129,19 @@ def latency(atommq: Client, hello: Client, rounds: int, commit: Commit | None) -
         print(f"  {name:33} {median_ms(measured):7.2f} ms   {median_ms(measured) / floor:5.1f} x floor")
 
 
+def deployed(script: str, prefix: str) -> tuple[Path, Path, Path]:
+    """What a benchmark through lighttpd needs: the www-data Python, a copy of the app it may
+    run, and a folder it may write (the database's); or exit saying what is missing."""
+    reason = webservers.missing()
+    if reason:
+        sys.exit(f"{script}: {reason}")
+    python = webservers.www_python()
+    app = webservers.deploy_app(python)
+    shared = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    shutil.chown(shared, webservers.WWW_USER, webservers.WWW_USER)
+    return python, app, shared
+
+
 def publisher(port: int, count: int, path: str, results: "multiprocessing.Queue[list[float]]") -> None:
     client, times = Client(port), []
     for _ in range(count):

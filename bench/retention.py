@@ -15,7 +15,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +33,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="turns of each latency measurement")
     parser.add_argument("--messages", type=int, default=200_000, help="messages published for the size part")
     args = parser.parse_args()
-    reason = webservers.missing()
-    if reason:
-        sys.exit(f"bench/retention.py: {reason}")
-    python = webservers.www_python()
-    app = webservers.deploy_app(python)
-    shared = Path(tempfile.mkdtemp(prefix="amqbench", dir="/tmp"))
-    shutil.chown(shared, webservers.WWW_USER, webservers.WWW_USER)
+    python, app, shared = lighttpd.deployed("bench/retention.py", "amqbench")
     database = shared / "atommq.db"
     settings = {"ATOMMQ_DATABASE_URL": f"sqlite:///{database}"}
     servers = [webservers.WebServer("lighttpd-fastcgi", python, app, settings, RULES) for _ in range(2)]

@@ -19,7 +19,6 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -169,13 +168,7 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default="", help="a database server instead of a SQLite file")
     args = parser.parse_args()
-    reason = webservers.missing()
-    if reason:
-        sys.exit(f"bench/waiting.py: {reason}")
-    python = webservers.www_python()
-    app = webservers.deploy_app(python)
-    shared = Path(tempfile.mkdtemp(prefix="amqwait", dir="/tmp"))
-    shutil.chown(shared, webservers.WWW_USER, webservers.WWW_USER)
+    python, app, shared = lighttpd.deployed("bench/waiting.py", "amqwait")
     url = args.database_url or f"sqlite:///{shared}/atommq.db"
     server = webservers.WebServer("lighttpd-fastcgi", python, app, {"ATOMMQ_DATABASE_URL": url})
     try:

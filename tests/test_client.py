@@ -528,8 +528,18 @@ def test_https_checks_the_certificate_and_trusts_the_one_given_with_cacert(tmp_p
         server.stop()
 
 
-def test_follow_polls_a_server_that_cannot_wait_at_its_interval(tmp_path):
-    server = InProcess(tmp_path, {"ATOMMQ_MAX_WAIT": "0"})
+@pytest.mark.parametrize(
+    "max_wait, interval, quiet",
+    [
+        ("0", "0.5", 1.2),  # a server that cannot wait: polled (304s) every --interval
+        ("1", "60", 3.5),  # waits of 1 s that run out: asked again at once, not after --interval
+    ],
+    ids=["cannot-wait", "waits-run-out"],
+)
+def test_follow_gets_a_new_message_soon_from_a_server_that_cannot_wait_or_waits_briefly(
+    tmp_path, max_wait, interval, quiet
+):
+    server = InProcess(tmp_path, {"ATOMMQ_MAX_WAIT": max_wait})
     consumer = None
     try:
         url = feed_url(server)
@@ -541,46 +551,13 @@ def test_follow_polls_a_server_that_cannot_wait_at_its_interval(tmp_path):
             "cursor",
             "--follow",
             "--interval",
-            "0.5",
+            interval,
             cwd=tmp_path,
             stdout=subprocess.PIPE,
         )
         assert consumer.stdout is not None
         assert consumer.stdout.readline() == b"before\n"
-        time.sleep(1.2)  # a few polls: 304s, as nothing is new
-        published = time.monotonic()
-        publish(url, "after")
-        assert consumer.stdout.readline() == b"after\n"
-        assert time.monotonic() - published < 5
-    finally:
-        if consumer is not None:
-            consumer.send_signal(signal.SIGTERM)
-            assert consumer.wait(timeout=10) == 0
-        server.stop()
-
-
-def test_follow_asks_again_at_once_after_a_wait_that_ran_out(tmp_path):
-    """Waits of 1 s (max_wait) that end with nothing, then a message: it comes at once, not
-    after --interval."""
-    server = InProcess(tmp_path, {"ATOMMQ_MAX_WAIT": "1"})
-    consumer = None
-    try:
-        url = feed_url(server)
-        publish(url, "before")
-        consumer = start(
-            "consume",
-            url,
-            "--state",
-            "cursor",
-            "--follow",
-            "--interval",
-            "60",
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-        )
-        assert consumer.stdout is not None
-        assert consumer.stdout.readline() == b"before\n"
-        time.sleep(3.5)  # three waits run out
+        time.sleep(quiet)  # nothing new meanwhile
         published = time.monotonic()
         publish(url, "after")
         assert consumer.stdout.readline() == b"after\n"
