@@ -46,7 +46,13 @@ class InProcess:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        settings = {"ATOMMQ_DATABASE_URL": f"sqlite:///{folder}/atommq.db", **settings}
+        # A log file of its own: a request still waiting when the test stops the server ends
+        # with "Database is closed", which pytest's closed stderr could not take.
+        settings = {
+            "ATOMMQ_DATABASE_URL": f"sqlite:///{folder}/atommq.db",
+            "ATOMMQ_LOG_FILE": str(folder / "atommq.log"),
+            **settings,
+        }
         loaded = config.load(settings)
         self.app = make_app(loaded, config.configure_logging(loaded))
         self.server = make_server(
