@@ -1,6 +1,15 @@
 """Who may read and who may publish which feeds: the [read] and [publish] sections of the INI
-file. Each line is `FEED-PATTERN = WHO ...`; the first line whose pattern matches a feed name
-decides. WHO is a user name, @users (anyone who logged in) or @anyone (no login needed).
+file, and [consume] and [admin]. Each line is `FEED-PATTERN = WHO ...`; the first line whose
+pattern matches a feed name decides. WHO is a user name, @users (anyone who logged in) or
+@anyone (no login needed).
+
+- read: GET a feed, its messages, its named consumers' positions.
+- publish: POST to a feed.
+- consume: move or remove a named consumer (PUT/DELETE /feed=NAME/consumer=CNAME). Without a
+  [consume] section, those who may publish may: moving a consumer is a write that can make it
+  skip messages, so it is not a reader's by default.
+- admin: delete a feed. Without an [admin] section no one may, over HTTP (the server's own
+  `atommq feeds delete` always can).
 
 Pure: names in, yes or no out. Knows nothing of HTTP, passwords or SQL.
 """
@@ -11,7 +20,7 @@ from dataclasses import dataclass
 
 ANYONE = "@anyone"
 USERS = "@users"
-ACTIONS = ("read", "publish")
+ACTIONS = ("read", "publish", "consume", "admin")
 _WHO = re.compile(r"\A(@anyone|@users|[\w.-][\w.@-]{0,63})\Z")
 
 Rule = tuple[str, frozenset[str]]
@@ -23,19 +32,24 @@ class Rules:
 
     read: tuple[Rule, ...] | None = None
     publish: tuple[Rule, ...] | None = None
+    consume: tuple[Rule, ...] | None = None
+    admin: tuple[Rule, ...] | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.read is not None or self.publish is not None
+        return any(getattr(self, action) is not None for action in ACTIONS)
 
     def names_users(self) -> bool:
         """Does any line need a login (a user name or @users)?"""
-        return any(who - {ANYONE} for rules in (self.read, self.publish) for _, who in rules or ())
+        sections = (getattr(self, action) for action in ACTIONS)
+        return any(who - {ANYONE} for rules in sections for _, who in rules or ())
 
     def allows(self, action: str, feed: str, user: str | None) -> bool:
         rules: tuple[Rule, ...] | None = getattr(self, action)
+        if rules is None and action == "consume":
+            return self.allows("publish", feed, user)
         if rules is None:
-            return True
+            return action != "admin"
         for pattern, who in rules:
             if fnmatch.fnmatchcase(feed, pattern):
                 return ANYONE in who or (user is not None and (USERS in who or user in who))

@@ -7,6 +7,9 @@ prefix (SCRIPT_NAME, usually /atommq), it serves:
     GET|HEAD  /feed=NAME             a page of the feed, oldest first (?start_after=ID, ?start_at=ID)
     POST      /feed=NAME             publish one message (the feed is created by its first)
     GET|HEAD  /feed=NAME/entry=ID    one message
+    DELETE    /feed=NAME             delete the feed (users an [admin] section allows)
+    GET|HEAD|PUT|DELETE  /feed=NAME/consumer=CNAME
+                                     a named consumer: the id of the last message it processed
 """
 
 import datetime
@@ -22,9 +25,18 @@ from urllib.parse import quote, unquote_to_bytes
 
 from atommq import atom, inbound, jsonfeed, retention
 from atommq.config import Config
-from atommq.errors import AtomMQError, BadRequest, Gone, MethodNotAllowed, NotFound, StoreConflict, plain_text
+from atommq.errors import (
+    TEXT_TYPE,
+    AtomMQError,
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    StoreConflict,
+    plain_text,
+)
 from atommq.guard import Guard
-from atommq.model import FEED_NAME, FEED_NAME_RULE, Message, message_uuid
+from atommq.model import FEED_NAME, FEED_NAME_RULE, Consumer, Message, message_uuid
 from atommq.store import Session, Store
 from atommq.waiting import Places, Watcher
 
@@ -139,7 +151,7 @@ class _App:
         if path in ("", "/"):
             _allow(method, ("GET", "HEAD"))
             return self.service(environ)
-        match = re.fullmatch(r"/feed=([^/]*)(?:/entry=([^/]+))?/?", path)
+        match = re.fullmatch(r"/feed=([^/]*)(?:/entry=([^/]+)|/consumer=([^/]*))?/?", path)
         if match is None:
             raise NotFound(f"no resource at {path!r}; feeds are at /feed=NAME")
         name = match.group(1)
@@ -149,10 +161,20 @@ class _App:
             _allow(method, ("GET", "HEAD"))
             self.guard.check(environ, "read", name)
             return self.entry(environ, name, match.group(2))
-        _allow(method, ("GET", "HEAD", "POST"))
-        self.guard.check(environ, "publish" if method == "POST" else "read", name)
+        if match.group(3) is not None:
+            return self.consumer(environ, method, name, match.group(3), body)
+        # DELETE is offered only where an [admin] section says who may.
+        _allow(
+            method, ("GET", "HEAD", "POST", "DELETE") if self.config.access.admin else ("GET", "HEAD", "POST")
+        )
+        self.guard.check(environ, {"POST": "publish", "DELETE": "admin"}.get(method, "read"), name)
         if method == "POST":
             return self.publish(environ, name, body)
+        if method == "DELETE":
+            removed = self.store.delete_feed(name, datetime.datetime.now(datetime.UTC))
+            self.log.warning("feed %r deleted, with its %d messages", name, removed)
+            line = f"feed {name!r} deleted, with its {removed} message{'' if removed == 1 else 's'}\n"
+            return "200 OK", [("Content-Type", TEXT_TYPE)], line.encode("utf-8")
         return self.feed(environ, name)
 
     def base(self, environ: Environ) -> str:
@@ -178,11 +200,49 @@ class _App:
         json_type, _ = inbound.representation(environ)
         with self.store.transaction() as session:
             feeds = session.feeds()
+            lags = session.consumers(datetime.datetime.now(datetime.UTC))
         readable = set(self.guard.readable(environ, [f.name for f in feeds]))
         listed = [(f, self.feed_href(environ, f.name)) for f in feeds if f.name in readable]
+        consumers: dict[str, list[Consumer]] = {}
+        for lag in lags:
+            consumers.setdefault(lag.feed, []).append(lag)
         if json_type is not None:
-            return "200 OK", [("Content-Type", "application/json"), VARY], jsonfeed.render_service(listed)
-        return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed)
+            document = jsonfeed.render_service(listed, consumers)
+            return "200 OK", [("Content-Type", "application/json"), VARY], document
+        return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed, consumers)
+
+    def consumer(self, environ: Environ, method: str, feed: str, name: str, body: bytes) -> Response:
+        """A named consumer: GET its last message's id (as text; as JSON with its lag), PUT one
+        (If-Match / If-None-Match: *), DELETE it."""
+        _allow(method, ("GET", "HEAD", "PUT", "DELETE"))
+        if not FEED_NAME.match(name):
+            raise BadRequest(f"consumer name {name!r} is not allowed; use {FEED_NAME_RULE}")
+        self.guard.check(environ, "read" if method in ("GET", "HEAD") else "consume", feed)
+        href = f"{self.feed_href(environ, feed)}/consumer={quote(name, safe='')}"
+        if method == "DELETE":
+            self.store.write(lambda session: session.remove_consumer(feed, name))
+            return "204 No Content", [], b""
+        status = "200 OK"
+        if method == "PUT":
+            cursor = inbound.text_body(body).strip()
+            if not cursor:
+                raise BadRequest(f"PUT the id of the last message consumer {name!r} processed, as text")
+            expect = inbound.precondition(environ)
+            moved_at = now_utc()
+            if self.store.write(lambda session: session.move_consumer(feed, name, cursor, moved_at, expect)):
+                status = "201 Created"
+        json_type, _ = inbound.representation(environ)
+        with self.store.transaction() as session:
+            found = session.consumer(feed, name, datetime.datetime.now(datetime.UTC))
+        headers = [("Cache-Control", "no-cache"), VARY]
+        if status.startswith("201"):
+            headers.append(("Location", href))
+        if json_type is not None:
+            return status, [("Content-Type", "application/json"), *headers], jsonfeed.render_consumer(found)
+        etag = f'"{message_uuid(found.last)}"'
+        if method != "PUT" and _matches(environ, etag):
+            return "304 Not Modified", [("ETag", etag), *headers], b""
+        return status, [("Content-Type", TEXT_TYPE), ("ETag", etag), *headers], f"{found.last}\n".encode()
 
     def feed(self, environ: Environ, name: str) -> Response:
         try:

@@ -9,11 +9,13 @@ import uuid as uuidlib
 from lxml import etree
 
 from atommq.errors import BadRequest
-from atommq.model import MEDIA_TYPE_MAX_LENGTH, Draft, Feed, Message, Page
+from atommq.model import MEDIA_TYPE_MAX_LENGTH, Consumer, Draft, Feed, Message, Page
 
 ATOM = "http://www.w3.org/2005/Atom"
 APP = "http://www.w3.org/2007/app"
 XHTML = "http://www.w3.org/1999/xhtml"
+# AtomMQ's own elements (RFC 5023 6.2 extensions): a collection's named consumers and their lag.
+ATOMMQ = "tag:atommq,2026:ns"
 ATOM_03 = "http://purl.org/atom/ns#"  # pre-RFC Atom, still the default of Perl's XML::Atom
 DEFAULT_AUTHOR = "AtomMQ"
 ENTRY_TYPE = "application/atom+xml;type=entry"
@@ -341,13 +343,32 @@ def render_feed(page: Page, self_href: str, next_href: str | None) -> bytes:
     return b"".join((head[: -len(b"</feed>")], *entries, b"</feed>"))
 
 
-def render_service(feeds: list[tuple[Feed, str]]) -> bytes:
-    """An AtomPub service document (RFC 5023 8) with one collection per (feed, href)."""
-    service = etree.Element(_P + "service", nsmap={None: APP, "atom": ATOM})
+def render_service(feeds: list[tuple[Feed, str]], consumers: dict[str, list[Consumer]]) -> bytes:
+    """An AtomPub service document (RFC 5023 8) with one collection per (feed, href), and in
+    each an <amq:consumer> per named consumer of the feed, with its lag."""
+    nsmap = {None: APP, "atom": ATOM}
+    if consumers:
+        nsmap["amq"] = ATOMMQ
+    service = etree.Element(_P + "service", nsmap=nsmap)
     workspace = etree.SubElement(service, _P + "workspace")
     _add_text(workspace, _A + "title", "AtomMQ")
     for feed, href in feeds:
         collection = etree.SubElement(workspace, _P + "collection", href=href)
         _add_text(collection, _A + "title", feed.name)
         _add_text(collection, _P + "accept", ENTRY_TYPE)
+        for consumer in consumers.get(feed.name, ()):
+            etree.SubElement(collection, f"{{{ATOMMQ}}}consumer", _consumer_attributes(consumer))
     return _serialize(service)
+
+
+def _consumer_attributes(consumer: Consumer) -> dict[str, str]:
+    """A named consumer's lag, as the attributes of <amq:consumer> (jsonfeed.consumer_object's
+    fields)."""
+    return {
+        "name": consumer.name,
+        "last": consumer.last,
+        "updated": consumer.updated,
+        "behind": str(consumer.behind),
+        "behind_seconds": f"{consumer.behind_seconds:.3f}",
+        "missed": str(consumer.missed),
+    }

@@ -8,6 +8,8 @@ form every error of AtomMQ's takes on the wire (plain_text: the status and one l
     +-- Forbidden               403  a user who may not do this to this feed
     +-- NotFound                404  no such feed or message
     +-- MethodNotAllowed        405  carries the allowed methods
+    +-- Gone                    410  a cursor whose message retention removed (or its feed deleted)
+    +-- PreconditionFailed      412  If-Match / If-None-Match of a PUT did not hold
     +-- LengthRequired          411  a chunked body where the gateway cannot tell its end
     +-- BodyTooLarge            413  body over max_body_bytes
     +-- StoreUnavailable        503  database locked or unreachable; try again later
@@ -62,6 +64,10 @@ class Gone(AtomMQError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.headers = ()
+
+
+class PreconditionFailed(AtomMQError):
+    status = "412 Precondition Failed"
 
 
 class Unauthorized(AtomMQError):

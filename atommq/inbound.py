@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, parse_qsl, quote
 
 from atommq import atom
 from atommq.errors import BadRequest, BodyTooLarge, LengthRequired, Unauthorized
-from atommq.model import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX_LENGTH, Draft
+from atommq.model import ANY, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX_LENGTH, NEW, Draft
 
 Environ = dict[str, Any]
 _FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
@@ -268,6 +268,29 @@ def idempotency_key(environ: Environ) -> str | None:
             f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters without spaces"
         )
     return str(key)
+
+
+def precondition(environ: Environ) -> str | None:
+    """A PUT's condition: None (none: it moves the consumer wherever it is), NEW, ANY, or the
+    uuid that the consumer must be at (If-Match: "UUID", the ETag its GET or PUT gave)."""
+    match, none_match = (
+        environ.get("HTTP_IF_MATCH", "").strip(),
+        environ.get("HTTP_IF_NONE_MATCH", "").strip(),
+    )
+    if match and none_match:
+        raise BadRequest("send If-Match or If-None-Match, not both")
+    if none_match:
+        if none_match != "*":
+            raise BadRequest("If-None-Match on a PUT must be *: make the consumer only if it is new")
+        return NEW
+    if not match:
+        return None
+    if match == "*":
+        return ANY
+    tag = re.fullmatch(r'"([0-9A-Fa-f-]{36})"', match)
+    if tag is None:
+        raise BadRequest('If-Match must be one ETag this consumer gave, "UUID" (or *)')
+    return tag.group(1).lower()
 
 
 def credentials(environ: Environ) -> tuple[str, str] | None:

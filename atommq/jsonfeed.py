@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from atommq.atom import is_xml_media_type
-from atommq.model import Feed, Message, Page
+from atommq.model import Consumer, Feed, Message, Page
 
 FEED_TYPE = "application/feed+json"
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -117,10 +117,39 @@ def render_feed(page: Page, entries_href: str, self_href: str, next_href: str | 
     return b'%s,"items":[%s],"_atommq":%s}\n' % (head, items, _compact(extension))
 
 
-def render_service(feeds: list[tuple[Feed, str]]) -> bytes:
-    """The feeds, each with its name, address, id and the time of its newest message."""
-    listed = [{"name": f.name, "url": href, "id": f.id, "updated": f.updated} for f, href in feeds]
+def render_service(feeds: list[tuple[Feed, str]], consumers: dict[str, list[Consumer]]) -> bytes:
+    """The feeds, each with its name, address, id, the time of its newest message, and its
+    named consumers with their lag."""
+    listed = [
+        {
+            "name": f.name,
+            "url": href,
+            "id": f.id,
+            "updated": f.updated,
+            "consumers": [consumer_object(c) for c in consumers.get(f.name, ())],
+        }
+        for f, href in feeds
+    ]
     return _dump({"feeds": listed})
+
+
+def render_consumer(consumer: Consumer) -> bytes:
+    """GET /feed=NAME/consumer=CNAME as JSON: where it is, and how far behind."""
+    return _dump({"feed": consumer.feed, **consumer_object(consumer)})
+
+
+def consumer_object(consumer: Consumer) -> dict[str, Any]:
+    """A named consumer: `last` the id of the last message it processed; `behind` how many came
+    after it, `behind_seconds` the age of the oldest of those still held, and `missed` how many
+    of them retention removed unread."""
+    return {
+        "name": consumer.name,
+        "last": consumer.last,
+        "updated": consumer.updated,
+        "behind": consumer.behind,
+        "behind_seconds": round(consumer.behind_seconds, 3),
+        "missed": consumer.missed,
+    }
 
 
 def _utf8(encoded: str) -> str | None:

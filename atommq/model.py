@@ -22,6 +22,9 @@ MEDIA_TYPE_MAX_LENGTH = 255
 # The type of a title or summary: "", text, html or xhtml (RFC 4287 3.1).
 TEXT_TYPE_MAX_LENGTH = 8
 UUID_LENGTH = 36  # 8-4-4-4-12 hex digits
+# What a PUT of a named consumer expects to find, besides the uuid it must be at (If-Match).
+NEW = "new"  # If-None-Match: *   no consumer of that name yet
+ANY = "any"  # If-Match: *        one, wherever it is
 _URN = "urn:uuid:"
 
 
@@ -112,3 +115,16 @@ class Page:
     entries: list[bytes | Message]
     more: bool  # messages remain after the last one on this page
     version: str  # opaque; changes whenever this page's document would change
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Consumer:
+    """A named consumer of a feed (PUT /feed=NAME/consumer=CNAME) and how far behind it is."""
+
+    feed: str
+    name: str
+    last: str  # urn:uuid:..., the last message it processed (which may be gone since)
+    updated: str  # RFC 3339, UTC: when it said so
+    behind: int  # messages published after `last`
+    behind_seconds: float  # age of the oldest message it has not processed (0: none)
+    missed: int  # of those, how many retention removed before it read them

@@ -78,6 +78,28 @@ MESSAGES = sa.Table(
     sa.Column("json", _ENTRY, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
+# Named consumers (PUT /feed=NAME/consumer=CNAME): the last message each processed, by its seq
+# and uuid (the message itself may be gone since: retention), and when it said so.
+CONSUMERS = sa.Table(
+    "atommq_consumers",
+    METADATA,
+    sa.Column("feed_pk", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", _exact(FEED_NAME_MAX_LENGTH), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False),
+    sa.Column("updated", sa.String(32), nullable=False),
+)
+# Feeds deleted (DELETE /feed=NAME): their uuid, so that a cursor from before, given to a new
+# feed of the same name, is told it is gone (410) and not that it was never known (400).
+DELETED_FEEDS = sa.Table(
+    "atommq_deleted_feeds",
+    METADATA,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", _exact(FEED_NAME_MAX_LENGTH), nullable=False),  # few rows: no index
+    sa.Column("uuid", _exact(UUID_LENGTH), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.String(32), nullable=False),
+)
 MESSAGE_COLUMNS = (
     MESSAGES.c.uuid,
     MESSAGES.c.title,

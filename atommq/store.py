@@ -13,18 +13,39 @@ import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 
 from atommq import database
 from atommq.batch import GroupCommit
 from atommq.config import Config
-from atommq.errors import Gone, NotFound, StoreUnavailable, UnknownCursor
-from atommq.model import Draft, Feed, Message, Page, atom_id, message_uuid, new_message_uuid, seq_in
+from atommq.errors import Gone, NotFound, PreconditionFailed, StoreUnavailable, UnknownCursor
+from atommq.model import (
+    ANY,
+    NEW,
+    Consumer,
+    Draft,
+    Feed,
+    Message,
+    Page,
+    atom_id,
+    message_uuid,
+    new_message_uuid,
+    seq_in,
+)
 from atommq.prepared import Prepared
 from atommq.retention import Limits
-from atommq.schema import FEEDS, MESSAGE_COLUMNS, MESSAGES, RENDERINGS, TEXT_ENTRIES, Schema
+from atommq.schema import (
+    CONSUMERS,
+    DELETED_FEEDS,
+    FEEDS,
+    MESSAGE_COLUMNS,
+    MESSAGES,
+    RENDERINGS,
+    TEXT_ENTRIES,
+    Schema,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +143,32 @@ _PRUNE_WINDOW = Prepared(
 )
 _REMOVE = Prepared(MESSAGES.delete().where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq <= _B("upto")))
 _OLDEST = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == _B("pk"))
+# The lowest position of the feed's named consumers: what retention's keep unread keeps after.
+_SLOWEST = sa.select(sa.func.min(CONSUMERS.c.seq)).where(CONSUMERS.c.feed_pk == _B("pk"))
+# Named consumers with what their lag is made of: the feed's newest seq, the time of the oldest
+# message each has not processed (NULL: none held), and the feed's oldest seq held.
+_FIRST_UNREAD = (
+    sa.select(MESSAGES.c.published)
+    .where(MESSAGES.c.feed_pk == CONSUMERS.c.feed_pk, MESSAGES.c.seq > CONSUMERS.c.seq)
+    .order_by(MESSAGES.c.seq)
+    .limit(1)
+    .scalar_subquery()
+)
+_OLDEST_HELD = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == CONSUMERS.c.feed_pk)
+_CONSUMERS = (
+    sa.select(
+        FEEDS.c.name,
+        CONSUMERS.c.name,
+        CONSUMERS.c.uuid,
+        CONSUMERS.c.updated,
+        CONSUMERS.c.seq,
+        FEEDS.c.last_seq,
+        _FIRST_UNREAD,
+        _OLDEST_HELD.scalar_subquery(),
+    )
+    .join(FEEDS, FEEDS.c.pk == CONSUMERS.c.feed_pk)
+    .order_by(FEEDS.c.name, CONSUMERS.c.name)
+)
 _NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
 _FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
 # A message is inserted with the seq that the feed's counter was just bumped to, read in the
@@ -264,18 +311,23 @@ class Session:
 
     def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
         # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
-        values = {"name": name, "uuid": feed_uuid, "last_seq": 0, "updated": now}
+        return self._insert_if_missing(
+            FEEDS, {"name": name, "uuid": feed_uuid, "last_seq": 0, "updated": now}
+        )
+
+    def _insert_if_missing(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
+        """An INSERT that does nothing (rowcount 0) where the row's key or name is taken."""
         if self._dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            return sqlite_insert(FEEDS).values(values).on_conflict_do_nothing()
+            return sqlite_insert(table).values(values).on_conflict_do_nothing()
         if self._dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(FEEDS).values(values).on_conflict_do_nothing()
+            return pg_insert(table).values(values).on_conflict_do_nothing()
         if self._dialect in ("mysql", "mariadb"):
-            return FEEDS.insert().prefix_with("IGNORE").values(values)
-        return FEEDS.insert().values(values)
+            return table.insert().prefix_with("IGNORE").values(values)
+        return table.insert().values(values)
 
     def locate(self, name: str, cursor: str | None, inclusive: bool, last: int | None = None) -> Position:
         """The feed and the place a page starts: after (or at) the message `cursor`; or, with
@@ -288,8 +340,7 @@ class Session:
             seq = row[4]
             if seq is None:
                 self._gone(name, pk, uuid, last_seq, cursor, inclusive)
-                shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
-                raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
+                self._unknown(name, cursor)
             after = seq - 1 if inclusive else seq
         feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
@@ -312,6 +363,19 @@ class Session:
             f"feed {name!r} no longer holds message {cursor!r}: messages were removed, and {which} "
             "went with them unread; read on from the oldest message kept (the Link header)"
         )
+
+    def _unknown(self, name: str, cursor: str) -> NoReturn:
+        """Raise for a cursor the feed never had: Gone if it was a message of a feed of this
+        name since deleted (DELETE /feed=NAME), else UnknownCursor."""
+        deleted = sa.select(DELETED_FEEDS.c.uuid, DELETED_FEEDS.c.last_seq, DELETED_FEEDS.c.deleted)
+        for feed_uuid, last_seq, when in self._conn.execute(deleted.where(DELETED_FEEDS.c.name == name)):
+            if seq_in(message_uuid(cursor), feed_uuid) is not None:
+                raise Gone(
+                    f"message {cursor!r} was in the feed {name!r} that was deleted on {when} (with its "
+                    f"{last_seq} messages); the feed of that name now is a new one: read it from its start"
+                )
+        shown = cursor if len(cursor) <= 80 else cursor[:80] + "..."
+        raise UnknownCursor(f"feed {name!r} has no message with id {shown!r}")
 
     def read(self, position: Position, limit: int, form: str = "atom") -> Page:
         """Up to `limit` messages from `position`, oldest first: their stored rendering `form`
@@ -350,18 +414,107 @@ class Session:
             return Pruned(after, 0, False)
         pk, last_seq = row[0], row[2]
         by_count = last_seq - limits.max_messages if limits.max_messages is not None else 0
-        by_age = None
-        if limits.max_age is not None:
-            by_age = (now - datetime.timedelta(seconds=limits.max_age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        by_age = _before(now, limits.max_age) if limits.max_age is not None else None
         window = _PRUNE_WINDOW.run(self._conn, {"pk": pk, "after": after, "most": most}).all()
+        # keep unread: what the slowest named consumer has not processed is kept up to the hard
+        # limits (past them it goes, and that consumer's cursor gets its 410).
+        slowest = self._conn.execute(_SLOWEST, {"pk": pk}).scalar() if limits.keeps_unread else None
+        hard_count = last_seq - limits.unread_messages if limits.unread_messages is not None else -1
+        hard_age = _before(now, limits.unread_age) if limits.unread_age is not None else ""
         upto, count = after, 0
         for seq, published in window:
             if seq > by_count and (by_age is None or published >= by_age):
+                break
+            if slowest is not None and seq > slowest and seq > hard_count and published >= hard_age:
                 break
             upto, count = seq, count + 1
         if remove and count:
             _REMOVE.run(self._conn, {"pk": pk, "upto": upto})
         return Pruned(upto, count, count == len(window) == most)
+
+    def delete_feed(self, name: str, now: str) -> int:
+        """Delete the feed, what messages it still has (Store.delete_feed removed the rest in
+        batches) and its named consumers; remember its uuid (a cursor from it: 410). Returns how
+        many messages went here. A publisher waiting for the feed's row makes a new feed."""
+        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+        if row is None:
+            raise NotFound(f"feed {name!r} does not exist")
+        pk, feed_uuid, last_seq = row[0], row[1], row[2]
+        # The feed's row first: its lock, so that no publish to it runs between the statements.
+        self._conn.execute(FEEDS.delete().where(FEEDS.c.pk == pk))
+        removed = self._conn.execute(MESSAGES.delete().where(MESSAGES.c.feed_pk == pk)).rowcount
+        self._conn.execute(CONSUMERS.delete().where(CONSUMERS.c.feed_pk == pk))
+        tombstone = {"name": name, "uuid": feed_uuid, "last_seq": last_seq, "deleted": now}
+        self._conn.execute(DELETED_FEEDS.insert().values(tombstone))
+        return int(removed)
+
+    def consumers(
+        self, now: datetime.datetime, feed: str | None = None, consumer: str | None = None
+    ) -> list[Consumer]:
+        """The named consumers (of `feed`; called `consumer`) with their lag at `now`."""
+        query = _CONSUMERS
+        if feed is not None:
+            query = query.where(FEEDS.c.name == feed)
+        if consumer is not None:
+            query = query.where(CONSUMERS.c.name == consumer)
+        found = []
+        for feed_name, name, uuid, updated, seq, last_seq, first_unread, oldest in self._conn.execute(query):
+            held_from = last_seq + 1 if oldest is None else oldest
+            age = 0.0
+            if first_unread is not None:
+                age = max(0.0, (now - datetime.datetime.fromisoformat(first_unread)).total_seconds())
+            missed = max(0, min(held_from, last_seq + 1) - seq - 1)
+            found.append(Consumer(feed_name, name, atom_id(uuid), updated, last_seq - seq, age, missed))
+        return found
+
+    def consumer(self, feed: str, name: str, now: datetime.datetime) -> Consumer:
+        found = self.consumers(now, feed, name)
+        if not found:
+            self._feed_row(feed)  # which is missing: the feed, or the consumer
+            raise NotFound(f"feed {feed!r} has no consumer {name!r}; a PUT of a message id makes it")
+        return found[0]
+
+    def move_consumer(self, feed: str, name: str, cursor: str, now: str, expect: str | None) -> bool:
+        """Set consumer `name` of `feed` at message `cursor` (one the feed has or had), making it
+        if new. `expect` (inbound.precondition): None, any way; NEW, only if it is new; ANY,
+        only if it exists; a uuid, only if it is at that message. Else PreconditionFailed:
+        another consumer of that name moved it. True: made."""
+        row = self._feed_row(feed, cursor)
+        pk, feed_uuid, last_seq, held = row[0], row[1], row[2], row[4]
+        uuid = message_uuid(cursor).lower()
+        seq = held if held is not None else seq_in(uuid, feed_uuid)
+        if seq is None or seq > last_seq:
+            self._unknown(feed, cursor)
+        values = {"seq": seq, "uuid": uuid, "updated": now}
+        mine = (CONSUMERS.c.feed_pk == pk) & (CONSUMERS.c.name == name)
+        if expect != NEW:
+            update = CONSUMERS.update().where(mine)
+            if expect not in (None, ANY):
+                update = update.where(CONSUMERS.c.uuid == expect)
+            if self._conn.execute(update.values(values)).rowcount == 1:
+                return False
+        if expect in (None, NEW):
+            insert = self._insert_if_missing(CONSUMERS, {"feed_pk": pk, "name": name, **values})
+            if self._conn.execute(insert).rowcount == 1:
+                return True
+            if expect is None:  # made meanwhile by another request: moved now
+                self._conn.execute(CONSUMERS.update().where(mine).values(values))
+                return False
+        now_at = self._conn.execute(sa.select(CONSUMERS.c.uuid).where(mine)).scalar()
+        where = f"is at {atom_id(now_at)!r}" if now_at is not None else "does not exist"
+        wanted = {NEW: "none yet", ANY: "one"}.get(str(expect), f"one at {atom_id(str(expect))!r}")
+        raise PreconditionFailed(
+            f"consumer {name!r} of feed {feed!r} {where}; this request expected {wanted}: "
+            "another consumer of that name moved it"
+        )
+
+    def remove_consumer(self, feed: str, name: str) -> None:
+        pk = self._feed_row(feed)[0]
+        removed = self._conn.execute(
+            CONSUMERS.delete().where(CONSUMERS.c.feed_pk == pk, CONSUMERS.c.name == name)
+        )
+        if removed.rowcount == 0:
+            raise NotFound(f"feed {feed!r} has no consumer {name!r}")
 
     def give_back_space(self) -> int | None:
         """SQLite: free the file's free pages (Store.give_back_space); the bytes, or None."""
@@ -381,6 +534,11 @@ class Session:
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
+
+
+def _before(now: datetime.datetime, seconds: int) -> str:
+    """The time `seconds` before `now`, as messages' `published` is stored (compared as text)."""
+    return (now - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 T = TypeVar("T")
@@ -460,6 +618,24 @@ class Store:
             if not found.more:
                 break
         return total
+
+    def delete_feed(self, name: str, now: datetime.datetime) -> int:
+        """Delete a feed and its consumers: its messages PRUNE_BATCH in a transaction (publishers
+        to it go on meanwhile), then the feed's row and what is left, in one. Returns how many
+        messages went. NotFound if there is no such feed."""
+        everything = Limits(max_messages=0)
+        removed = 0
+        while True:
+
+            def step(session: Session) -> Pruned:
+                return session.prune(name, everything, now, 0, PRUNE_BATCH, remove=True)
+
+            found = self.write(step)
+            removed += found.count
+            if not found.more:
+                break
+        when = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return removed + self.write(lambda session: session.delete_feed(name, when))
 
     def give_back_space(self) -> int | None:
         """On SQLite, return the file's free pages (what pruning freed) to the file system, at
