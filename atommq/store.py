@@ -315,6 +315,15 @@ class Session:
             FEEDS, {"name": name, "uuid": feed_uuid, "last_seq": 0, "updated": now}
         )
 
+    def _inserted(self, table: sa.Table, values: dict[str, Any]) -> bool:
+        """Insert a row unless its key is taken; whether it was. (An INSERT's rowcount is -1
+        on PostgreSQL here: where there is RETURNING, a row returned tells.)"""
+        insert = self._insert_if_missing(table, values)
+        if self._dialect in _RETURNING:
+            assert isinstance(insert, sa.Insert)
+            return self._conn.execute(insert.returning(*table.primary_key.columns)).first() is not None
+        return self._conn.execute(insert).rowcount == 1
+
     def _insert_if_missing(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
         """An INSERT that does nothing (rowcount 0) where the row's key or name is taken."""
         if self._dialect == "sqlite":
@@ -494,8 +503,7 @@ class Session:
             if self._conn.execute(update.values(values)).rowcount == 1:
                 return False
         if expect in (None, NEW):
-            insert = self._insert_if_missing(CONSUMERS, {"feed_pk": pk, "name": name, **values})
-            if self._conn.execute(insert).rowcount == 1:
+            if self._inserted(CONSUMERS, {"feed_pk": pk, "name": name, **values}):
                 return True
             if expect is None:  # made meanwhile by another request: moved now
                 self._conn.execute(CONSUMERS.update().where(mine).values(values))

@@ -48,7 +48,14 @@ def check_json(document: Any, location: str | None) -> None:
     """JSON Feed 1.1's rules for a feed (version, title, items; each item an id and content),
     its feed_url the URL it came from; an item alone; or the list of feeds."""
     if "feeds" in document:
-        assert all({"name", "url", "id", "updated"} <= set(f) for f in document["feeds"]), document
+        assert all({"name", "url", "id", "updated", "consumers"} <= set(f) for f in document["feeds"]), (
+            document
+        )
+        for consumer in (c for f in document["feeds"] for c in f["consumers"]):
+            check_consumer(consumer)
+        return
+    if "behind" in document:  # a named consumer
+        check_consumer(document)
         return
     items = document["items"] if "version" in document else [document]
     if "version" in document:
@@ -69,6 +76,17 @@ def check_json(document: Any, location: str | None) -> None:
         }, item  # fmt: skip
         if item["_atommq"].get("content_encoding") == "base64":
             base64.b64decode(item["content_text"], validate=True)
+
+
+def check_consumer(consumer: Any) -> None:
+    """A named consumer's JSON: where it is and its lag, each field of its type."""
+    assert set(consumer) - {"feed"} == {"name", "last", "updated", "behind", "behind_seconds", "missed"}, (
+        consumer
+    )
+    check_id(consumer["last"])
+    check_date(consumer["updated"])
+    assert all(isinstance(consumer[k], int) and consumer[k] >= 0 for k in ("behind", "missed")), consumer
+    assert isinstance(consumer["behind_seconds"], (int, float)) and consumer["behind_seconds"] >= 0, consumer
 
 
 def check_feed(feed: Any, location: str | None) -> None:
