@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from atommq import config
+from atommq import admin, config
 from atommq.errors import ConfigError, plain_text
 
 
@@ -130,47 +130,10 @@ def users(args: argparse.Namespace) -> int:
     return 0
 
 
-def prune(args: argparse.Namespace) -> int:
-    """Remove what the [retention] rules no longer keep, feed by feed, saying how much."""
-    import datetime
-
-    from atommq.app import open_store
-    from atommq.retention import limits_for
-
-    settings = config.load()
-    if not settings.retention:
-        print("no [retention] rules in the settings (ATOMMQ_CONFIG): every message is kept")
-        return 0
-    store = open_store(settings)
-    try:
-        with store.transaction() as session:
-            feeds = [feed.name for feed in session.feeds()]
-        now = datetime.datetime.now(datetime.UTC)
-        total = 0
-        for name in feeds:
-            limits = limits_for(settings.retention, name)
-            if limits is None:
-                continue
-            removed = store.prune(name, limits, now, dry_run=args.dry_run)
-            total += removed
-            if removed:
-                print(f"{name}: {'would remove' if args.dry_run else 'removed'} {removed} (keeps {limits})")
-        print(
-            f"{'would remove' if args.dry_run else 'removed'} {total} message{'' if total == 1 else 's'} in all"
-        )
-        if not args.dry_run and store.dialect == "sqlite":
-            freed = store.give_back_space()
-            if freed is None:
-                print(
-                    "the SQLite file keeps its size (its free pages hold new messages): it was made "
-                    "before AtomMQ 0.9; to let prune shrink it, once, with AtomMQ stopped: "
-                    "sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'"
-                )
-            elif freed:
-                print(f"gave {freed / 1e6:.1f} MB back to the file system")
-    finally:
-        store.close()
-    return 0
+def _feeds(args: argparse.Namespace) -> int:
+    if args.action == "delete":
+        return admin.delete_feed(args.name, args.yes)
+    return admin.feeds(args.json)
 
 
 def _new_password() -> str | None:
@@ -212,7 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example, in a crontab: 17 * * * * ATOMMQ_CONFIG=/etc/atommq.ini python3 -m atommq prune",
     )
     remove.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
-    remove.set_defaults(func=prune)
+    remove.set_defaults(func=lambda args: admin.prune(args.dry_run))
+    listing = commands.add_parser(
+        "feeds",
+        help="list the feeds: messages, oldest, newest, size, named consumers and their lag",
+        description="Reads the database directly (the settings' database_url), on the server.",
+    )
+    listing.add_argument("--json", action="store_true", help="as one JSON document, for jq")
+    actions = listing.add_subparsers(dest="action")
+    deleting = actions.add_parser("delete", help="delete a feed, its messages and its consumers")
+    deleting.add_argument("name", help="the feed's name")
+    deleting.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    listing.set_defaults(func=_feeds)
     _add_client_verbs(commands)
     given = sys.argv[1:] if argv is None else argv
     # consume's COMMAND: everything after "--", its own options included.

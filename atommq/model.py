@@ -128,3 +128,14 @@ class Consumer:
     behind: int  # messages published after `last`
     behind_seconds: float  # age of the oldest message it has not processed (0: none)
     missed: int  # of those, how many retention removed before it read them
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedStats:
+    """What `atommq feeds` shows of a feed."""
+
+    name: str
+    messages: int  # held now
+    oldest: str | None  # when the oldest held was published (None: holds none)
+    newest: str  # when the newest was published
+    size: int  # bytes its messages take: content and stored renderings (indexes not counted)

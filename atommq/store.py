@@ -27,6 +27,7 @@ from atommq.model import (
     Consumer,
     Draft,
     Feed,
+    FeedStats,
     Message,
     Page,
     atom_id,
@@ -228,6 +229,12 @@ class Session:
             values = {"feed_name": name, "message": message_uuid(cursor)}
             row = _FEED_AND_CURSOR.run(self._conn, values).first()
         if row is None:
+            deleted = sa.select(sa.func.max(DELETED_FEEDS.c.deleted)).where(DELETED_FEEDS.c.name == name)
+            when = self._conn.execute(deleted).scalar()
+            if when is not None:
+                raise NotFound(
+                    f"feed {name!r} was deleted on {when}; a new one is created by its next message"
+                )
             raise NotFound(f"feed {name!r} does not exist; it is created by its first message")
         return row
 
@@ -475,6 +482,41 @@ class Session:
             missed = max(0, min(held_from, last_seq + 1) - seq - 1)
             found.append(Consumer(feed_name, name, atom_id(uuid), updated, last_seq - seq, age, missed))
         return found
+
+    def feed_stats(self) -> list[FeedStats]:
+        """Every feed's size (this reads all its messages: for `atommq feeds`, not for requests)."""
+        length = sa.func.octet_length if self._dialect == "postgresql" else sa.func.length
+        m = MESSAGES.c
+        size = sa.func.coalesce(
+            sa.func.sum(
+                length(m.content)
+                + length(m.title)
+                + sa.func.coalesce(length(m.atom), 0)
+                + sa.func.coalesce(length(m.json), 0)
+            ),
+            0,
+        )
+        held = (
+            sa.select(m.feed_pk, sa.func.min(m.seq).label("oldest"), size.label("size"))
+            .group_by(m.feed_pk)
+            .subquery()
+        )
+        oldest_published = (
+            sa.select(m.published).where(m.feed_pk == FEEDS.c.pk, m.seq == held.c.oldest).scalar_subquery()
+        )
+        query = (
+            sa.select(
+                FEEDS.c.name, FEEDS.c.last_seq, FEEDS.c.updated, held.c.oldest, held.c.size, oldest_published
+            )
+            .outerjoin(held, held.c.feed_pk == FEEDS.c.pk)
+            .order_by(FEEDS.c.name)
+        )
+        return [
+            FeedStats(
+                name, 0 if oldest is None else last_seq - oldest + 1, published, updated, int(size or 0)
+            )
+            for name, last_seq, updated, oldest, size, published in self._conn.execute(query)
+        ]
 
     def consumer(self, feed: str, name: str, now: datetime.datetime) -> Consumer:
         found = self.consumers(now, feed, name)

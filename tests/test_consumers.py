@@ -4,6 +4,10 @@ document shows each one's lag, retention can keep what one has not read (up to a
 and a feed can be deleted by an admin, its old cursors then told they are gone."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +15,8 @@ import pytest
 from lxml import etree
 from test_access import PASSWORDS, atommq_users, login
 from test_retention import prune, publish_many, remove_oldest
+
+from conftest import ROOT
 
 AMQ = "tag:atommq,2026:ns"
 
@@ -274,3 +280,50 @@ def test_moving_a_consumer_needs_the_consume_right_or_else_publish(make_client, 
     feed = make_client(config=str(ini), database_url=feed.database_url)
     assert put(feed, "jobs", "c", first, **login("alice")).status == 200
     assert put(feed, "jobs", "c", first, **login("cron")).status == 403
+
+
+def atommq_feeds(client, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`atommq feeds ...` on the server, on the client's database."""
+    env = {**os.environ, "ATOMMQ_DATABASE_URL": client.database_url}
+    env.pop("ATOMMQ_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "atommq", "feeds", *args],
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_atommq_feeds_shows_each_feed_and_its_consumers_lag_and_deletes_one(client):
+    assert atommq_feeds(client).stdout == "no feeds yet: a feed is made by its first message\n"
+    ids = publish_many(client, "jobs", 5)
+    publish_many(client, "alerts.disk", 1)
+    put(client, "jobs", "mailer", ids[1])
+    remove_oldest(client, "jobs", 3)  # the mailer missed one
+    shown = atommq_feeds(client)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["FEED", "MESSAGES", "OLDEST", "NEWEST", "SIZE"]
+    assert lines[1].split()[:2] == ["alerts.disk", "1"] and lines[2].split()[:2] == ["jobs", "2"]
+    assert re.fullmatch(
+        r"  consumer mailer: 3 behind, the oldest unread [0-9.]+ s old; missed 1 \(removed before it read them\)",
+        lines[3],
+    ), lines[3]
+    listed = json.loads(atommq_feeds(client, "--json").stdout)["feeds"]
+    jobs = next(feed for feed in listed if feed["name"] == "jobs")
+    assert (jobs["messages"], jobs["consumers"][0]["behind"], jobs["consumers"][0]["missed"]) == (2, 3, 1)
+    assert jobs["size"] > 2 * len("m0") and jobs["oldest"] <= jobs["newest"]
+    # Deleting asks first, and without a terminal needs --yes.
+    refused = atommq_feeds(client, "delete", "jobs")
+    assert refused.returncode == 2 and "without --yes" in refused.stderr
+    done = atommq_feeds(client, "delete", "jobs", "--yes")
+    assert done.stdout == "feed 'jobs' deleted, with its 2 messages\n", done.stderr
+    assert [feed["name"] for feed in json.loads(atommq_feeds(client, "--json").stdout)["feeds"]] == [
+        "alerts.disk"
+    ]
+    missing = client.get("/feed=jobs")
+    assert missing.status == 404 and "was deleted on" in missing.text
+    assert atommq_feeds(client, "delete", "jobs", "--yes").returncode == 1
