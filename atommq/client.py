@@ -14,7 +14,7 @@ import random
 import re
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -48,6 +48,7 @@ class Answer:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
+    attempts: int = 1  # how many requests retrying() made to get it: after 1, an earlier one may have landed
 
     def items(self) -> list[dict[str, Any]]:
         """The messages of a JSON Feed page (?format=json)."""
@@ -99,8 +100,10 @@ class Feed:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        below: str = "",
     ) -> Answer:
-        """One attempt. A connection that fails raises OSError or http.client.HTTPException."""
+        """One attempt, at the feed or at `below` it (a quoted path such as /consumer=NAME). A
+        connection that fails raises OSError or http.client.HTTPException."""
         sent = dict(headers or {})
         if self._authorization:
             sent["Authorization"] = self._authorization
@@ -108,7 +111,8 @@ class Feed:
             sent["Content-Length"] = str(len(body))
         connection = self._connect(timeout or self._timeout)
         try:
-            connection.request(method, self._path + (f"?{query}" if query else ""), body=body, headers=sent)
+            target = self._path + below + (f"?{query}" if query else "")
+            connection.request(method, target, body=body, headers=sent)
             response = connection.getresponse()
             answer = Answer(
                 response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
@@ -129,6 +133,7 @@ class Feed:
         retry_for: float = 60.0,
         timeout: float | None = None,
         expected: frozenset[int] = frozenset(),
+        below: str = "",
     ) -> Answer:
         """request(), again on a connection that fails and on a passing status (PASSING), with
         backoff that honours Retry-After, for `retry_for` seconds at most; then EXIT_TEMPFAIL.
@@ -136,7 +141,7 @@ class Feed:
         deadline = time.monotonic() + retry_for
         for attempt in range(1_000_000):
             try:
-                answer = self.request(method, query, body, headers, timeout)
+                answer = self.request(method, query, body, headers, timeout, below)
             except ssl.SSLCertVerificationError as error:  # does not pass: say what to do
                 raise ClientError(
                     EXIT_USAGE, f"cannot trust {self._parts.netloc}: {_reason(error)}"
@@ -147,7 +152,7 @@ class Feed:
                 if answer.status not in PASSING:
                     if answer.status not in expected:
                         refuse(answer)
-                    return answer
+                    return replace(answer, attempts=attempt + 1)
                 reason = f"{answer.status} {answer.line()}"
                 pause = retry_after(answer.headers.get("retry-after", ""))
             if pause is None:
