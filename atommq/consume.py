@@ -1,10 +1,22 @@
-"""`atommq consume URL --state FILE [--once | --follow] [-- COMMAND ARGS...]`: the consume loop,
-at least once and never skipping.
+"""`atommq consume URL (--state FILE | --name NAME) [--once | --follow] [-- COMMAND ARGS...]`:
+the consume loop, at least once and never skipping.
 
-For each message after the cursor kept in FILE, oldest first: COMMAND runs with the message's
-content on its stdin (or the message is written to stdout), and only once that succeeded is
-the message's id written to FILE, atomically and durably. A crash at any moment loses nothing:
-at most the message in hand is given again. One run at a time holds FILE (a lock beside it).
+For each message after the cursor, oldest first: COMMAND runs with the message's content on its
+stdin (or the message is written to stdout), and only once that succeeded is the message's id
+saved as the cursor. A crash at any moment loses nothing: at most the message in hand is given
+again. One loop, and two keepers of the cursor:
+
+- `--state FILE`, a line in a local file, written atomically and durably. One run at a time
+  holds FILE (a lock beside it, inherited by COMMAND): another exits 3, or waits (--wait-lock).
+- `--name NAME`, the server's named consumer URL/consumer=NAME: read at the start (none yet:
+  the first message, or after the newest with --from-now), moved after each message by a PUT
+  that holds only if it is still where this run last saw it (If-Match; If-None-Match: * for a
+  new one). A 412 means another run with this name moved it: this one stops at once (exit 3)
+  and never overwrites it. No lock file: that condition is what keeps two runs with one name
+  from moving the cursor back or over each other (each may give a message the other gave).
+  A save that fails for --retry-for seconds stops the run (75; with --follow too): its message
+  is given again by the next run.
+
 Standard library only (see client.py).
 """
 
@@ -15,6 +27,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,31 +43,63 @@ from atommq.client import (
     EXIT_GAP,
     EXIT_LOCKED,
     EXIT_OK,
+    EXIT_REFUSED,
     EXIT_USAGE,
     Answer,
     ClientError,
     Feed,
     refuse,
 )
+from atommq.model import FEED_NAME, FEED_NAME_RULE
 
 # Answers to a page's GET that are not failures here: an unknown cursor (400; 410 once messages
 # expire), no such feed yet (404), nothing new (304).
 _CURSOR_STATUSES = frozenset({304, 400, 404, 410})
 # Seconds a --follow request asks the server to wait for a message (it caps them: max_wait).
 WAIT = 25
+# A message id as a named consumer's GET gives it, the uuid in group 1.
+_MESSAGE_ID = re.compile(
+    r"(?:urn:uuid:)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="the feed's URL, e.g. https://example.org/atommq/feed=jobs")
-    parser.add_argument("--state", required=True, metavar="FILE", help="the file that keeps the cursor")
+    cursor = parser.add_argument_group(
+        "the cursor",
+        "Exactly one of --state and --name keeps it. --state FILE: one line in FILE, saved after "
+        "each message; one run at a time holds FILE (another exits 3, or --wait-lock waits). "
+        "--name NAME: the server keeps it, as the feed's consumer NAME (URL/consumer=NAME; the "
+        "consume right saves it), read at the start and moved after each message only from "
+        "where this run last saw it (If-Match). If another run with this name moved it, this one "
+        "stops at once with exit 3 and never overwrites it; there is no lock file. A save that "
+        "fails for --retry-for seconds stops the run (75): its message is given again next time.",
+    )
+    keeper = cursor.add_mutually_exclusive_group(required=True)
+    keeper.add_argument("--state", metavar="FILE", help="keep the cursor in this local file")
+    keeper.add_argument(
+        "--name",
+        type=_consumer_name,
+        metavar="NAME",
+        help="keep the cursor on the server, as this feed's consumer NAME",
+    )
+    cursor.add_argument(
+        "--from-now",
+        action="store_true",
+        help="with no cursor yet (no FILE, or a new NAME), start after the newest message, not at the first",
+    )
+    cursor.add_argument(
+        "--wait-lock", action="store_true", help="--state: wait for another run on FILE to end, not exit"
+    )
+    cursor.add_argument(
+        "--on-gap",
+        choices=("stop", "skip"),
+        default="stop",
+        help="when the server does not know the cursor: stop (exit 4), or go on from its oldest message",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="process what is there, then exit (the default)")
     mode.add_argument("--follow", action="store_true", help="keep going, waiting for new messages")
-    parser.add_argument(
-        "--from-now",
-        action="store_true",
-        help="with no FILE yet, start after the newest message, not at the first",
-    )
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="without COMMAND: how messages are written"
     )
@@ -64,15 +109,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         metavar="SECONDS",
         help="--follow: how often to ask a server that cannot wait (5)",
-    )
-    parser.add_argument(
-        "--wait-lock", action="store_true", help="wait for another run on FILE to end, not exit"
-    )
-    parser.add_argument(
-        "--on-gap",
-        choices=("stop", "skip"),
-        default="stop",
-        help="when the server does not know the cursor: stop (exit 4), or go on from its oldest message",
     )
     parser.add_argument(
         "--retry-for",
@@ -85,6 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE for https")
 
 
+def _consumer_name(text: str) -> str:
+    if not FEED_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a consumer name: use {FEED_NAME_RULE}")
+    return text
+
+
 class Stopped(Exception):
     """SIGTERM or SIGINT while no message was in hand."""
 
@@ -94,6 +136,11 @@ class StateFile:
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.where = f"the state file {self.path}"
+        # Why the server may not know a cursor read from FILE, when no message was removed.
+        self.stranger = (
+            "is another feed's or server's, or its message was removed by an AtomMQ older than 0.9"
+        )
 
     def read(self) -> str | None:
         """The cursor; None when there is no file yet; "" when the file says to start at the first."""
@@ -150,18 +197,94 @@ class StateFile:
             os.close(descriptor)
 
 
+class ServerCursor:
+    """The cursor kept by the server: the feed's named consumer URL/consumer=NAME, only ever
+    moved from where this run last saw it (If-Match), so that a run never overwrites another's."""
+
+    def __init__(self, feed: Feed, name: str, retry_for: float) -> None:
+        self.feed = feed
+        self.below = f"/consumer={quote(name, safe='')}"
+        self.retry_for = retry_for
+        self.where = f"the consumer {name!r}"
+        self.stranger = "names a message the feed does not have"
+        self.tag = ""  # its ETag when this run last saw it; "": it did not exist
+
+    def read(self) -> str | None:
+        """The cursor; None when there is no such consumer (or feed) yet."""
+        answer = self.feed.retrying(
+            "GET", below=self.below, retry_for=self.retry_for, expected=frozenset({404})
+        )
+        if answer.status == 404:
+            self.tag = ""
+            return None
+        return self._take(answer)
+
+    def save(self, cursor: str) -> None:
+        """Move the consumer to `cursor` if it is still where this run saw it; else EXIT_LOCKED."""
+        condition = {"If-Match": self.tag} if self.tag else {"If-None-Match": "*"}
+        try:
+            answer = self.feed.retrying(
+                "PUT",
+                body=cursor.encode("utf-8"),
+                headers={"Content-Type": "text/plain; charset=utf-8", **condition},
+                retry_for=self.retry_for,
+                expected=frozenset({412}),
+                below=self.below,
+            )
+        except ClientError as error:
+            raise ClientError(error.code, f"{error.line}; {self.where} stays before {cursor}") from None
+        if answer.status == 412:
+            now = self.read()
+            if answer.attempts > 1 and now is not None and _uuid(now) == _uuid(cursor):
+                return  # an earlier attempt of this PUT moved it; its answer was lost
+        else:
+            now = self._take(answer)  # where it is now: another run may have moved it since
+            if _uuid(now) == _uuid(cursor):
+                return
+        raise ClientError(
+            EXIT_LOCKED,
+            f"another run with this name moved {self.where} (now {now or 'removed'}); this one stops "
+            f"without saving {cursor}",
+        )
+
+    def locked(self, wait: bool) -> contextlib.AbstractContextManager[int]:
+        """No lock: the If-Match of each save does its work."""
+        return contextlib.nullcontext(-1)
+
+    def _take(self, answer: Answer) -> str:
+        """The cursor a GET or PUT answered with; its ETag is what the next save is conditional on."""
+        found = _MESSAGE_ID.fullmatch(answer.line().strip())
+        if found is None:
+            raise ClientError(
+                EXIT_REFUSED,
+                f"{self.feed.url}{self.below} did not answer a message id "
+                f"({answer.headers.get('content-type', 'no type')}): does this AtomMQ have named consumers?",
+            )
+        uuid = found.group(1).lower()
+        self.tag = answer.headers.get("etag") or f'"{uuid}"'
+        return f"urn:uuid:{uuid}"
+
+
+def _uuid(cursor: str) -> str:
+    return cursor.lower().removeprefix("urn:uuid:")
+
+
 class Consumer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.command: list[str] = args.program
         self.feed = Feed(args.url, args.user, args.cacert, timeout=30.0)
-        self.state = StateFile(args.state)
+        self.keeper: StateFile | ServerCursor = (
+            StateFile(args.state) if args.name is None else ServerCursor(self.feed, args.name, args.retry_for)
+        )
         self.lock = -1  # the state file's lock, while a run holds it
         self.busy = False  # a message is in hand: a signal lets it finish
         self.stopping = False
 
     def run(self) -> int:
-        with self.state.locked(self.args.wait_lock) as self.lock:
+        if self.args.wait_lock and self.args.name is not None:
+            raise ClientError(EXIT_USAGE, "--wait-lock goes with --state: --name holds no lock to wait for")
+        with self.keeper.locked(self.args.wait_lock) as self.lock:
             previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 return self._run()
@@ -178,11 +301,11 @@ class Consumer:
             raise Stopped()
 
     def _run(self) -> int:
-        cursor = self.state.read()
+        cursor = self.keeper.read()
         if cursor is None:
             cursor = self._newest() if self.args.from_now else ""
             if cursor:
-                self.state.save(cursor)
+                self.keeper.save(cursor)
         tag = ""
         while not self.stopping:
             waiting = self.args.follow
@@ -212,7 +335,7 @@ class Consumer:
                 self.busy = True
                 self._process(item)
                 cursor = item["id"]
-                self.state.save(cursor)
+                self.keeper.save(cursor)
                 self.busy = False
                 if self.stopping:
                     return EXIT_OK
@@ -238,12 +361,7 @@ class Consumer:
         if self.args.on_gap == "skip" and cursor:
             print(f"atommq: {line}; going on from the feed's oldest message (--on-gap=skip)", file=sys.stderr)
             return ""
-        why = (
-            ""
-            if answer.status == 410
-            else f" (the state file {self.state.path} is another feed's or server's, or its message was removed "
-            "by an AtomMQ older than 0.9)"
-        )
+        why = "" if answer.status == 410 else f" ({self.keeper.where} {self.keeper.stranger})"
         raise ClientError(EXIT_GAP, f"{line}{why}; --on-gap=skip goes on from the oldest message kept")
 
     def _newest(self) -> str:
@@ -273,9 +391,8 @@ class Consumer:
             # In a process group of its own: a Ctrl-C at the terminal stops this loop after the
             # message, and does not kill the command in the middle of it. It holds the lock too:
             # should this run be killed, the next waits until the command has ended.
-            done = subprocess.run(
-                self.command, input=content, env=env, process_group=0, pass_fds=(self.lock,)
-            )
+            held = (self.lock,) if self.lock >= 0 else ()
+            done = subprocess.run(self.command, input=content, env=env, process_group=0, pass_fds=held)
         except OSError as error:
             raise ClientError(EXIT_USAGE, f"cannot run {self.command[0]!r}: {error.strerror}") from None
         if done.returncode != 0:
@@ -286,7 +403,7 @@ class Consumer:
             )
             raise ClientError(
                 EXIT_COMMAND_FAILED,
-                f"{self.command[0]} {how} on message {item['id']}; the state file still points before it",
+                f"{self.command[0]} {how} on message {item['id']}; {self.keeper.where} still points before it",
             )
 
     def _write(self, item: dict[str, Any], content: bytes) -> None:
