@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.client import HTTPConnection
@@ -127,6 +128,21 @@ def stored(url: str) -> list[dict[str, Any]]:
         items += document["items"]
         page = document.get("next_url")
     return items
+
+
+def users_file(folder: Path, *names: str) -> Path:
+    """A users file in which each user's password is NAME-password."""
+    users = folder / "users"
+    for name in names:
+        subprocess.run(
+            [sys.executable, "-m", "atommq", "users", "add", name, "--file", str(users)],
+            input=f"{name}-password\n",
+            text=True,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return users
 
 
 # A COMMAND that appends the message's id and its content's bytes (hex) to a log, one line each.
@@ -297,12 +313,15 @@ def test_from_now_starts_after_the_newest_message(server, tmp_path):
 
 
 class DroppingProxy:
-    """Passes requests to the server, and for the first `drop` of them closes the client's
-    connection without its answer, after the server answered: a lost answer."""
+    """Passes requests to the server, and for the first `drop` of them (of those whose method is
+    `only`, when given) closes the client's connection without its answer, after the server
+    answered: a lost answer."""
 
-    def __init__(self, upstream: int, drop: int, busy: int = 0, retry_after: str = "") -> None:
+    def __init__(
+        self, upstream: int, drop: int, busy: int = 0, retry_after: str = "", only: str = ""
+    ) -> None:
         """`busy`: answer the first `busy` requests 503 with `retry_after`, not passing them on."""
-        self.upstream, self.drop, self.seen = upstream, drop, 0
+        self.upstream, self.drop, self.seen, self.dropped, self.only = upstream, drop, 0, 0, only
         self.busy, self.retry_after = busy, retry_after
         self.times: list[float] = []  # when each request came
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -340,8 +359,9 @@ class DroppingProxy:
                 answer = upstream.getresponse()
                 content = answer.read()
                 self.seen += 1
-                if self.seen <= self.drop:
-                    continue  # the message is stored; its answer is lost
+                if self.dropped < self.drop and self.only in ("", method):
+                    self.dropped += 1
+                    continue  # the server did what was asked; its answer is lost
                 out = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
                 for name, value in answer.getheaders():
                     if name.lower() not in ("connection", "transfer-encoding", "content-length"):
@@ -381,16 +401,7 @@ def test_publish_exit_codes_say_what_to_do(server, tmp_path):
 
 
 def test_a_login_from_the_environment_or_netrc_and_a_refused_one(tmp_path):
-    users = tmp_path / "users"
-    for name in ("cron", "alice"):
-        subprocess.run(
-            [sys.executable, "-m", "atommq", "users", "add", name, "--file", str(users)],
-            input=f"{name}-password\n",
-            text=True,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+    users = users_file(tmp_path, "cron", "alice")
     ini = tmp_path / "atommq.ini"
     ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\njobs = cron\n[read]\njobs = alice\n")
     server = InProcess(tmp_path, {"ATOMMQ_CONFIG": str(ini)})
@@ -428,6 +439,7 @@ def test_the_client_verbs_import_nothing_of_the_servers(server, tmp_path):
         "import sys; from atommq.cli import main; "
         f"assert main(['publish', {url!r}, '--text', 'x', '--quiet']) == 0; "
         f"assert main(['consume', {url!r}, '--state', 'cursor']) == 0; "
+        f"assert main(['consume', {url!r}, '--name', 'probe']) == 0; "
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dataset', 'sqlalchemy', 'psycopg', 'pymysql', 'lxml', 'flup'}); "
         "assert not heavy, heavy"
     )
@@ -620,15 +632,7 @@ def test_a_killed_consumers_command_still_holds_the_state_file_until_it_ends(ser
 def test_a_password_is_asked_at_a_terminal_and_never_read_from_a_pipe(tmp_path):
     import pty
 
-    users = tmp_path / "users"
-    subprocess.run(
-        [sys.executable, "-m", "atommq", "users", "add", "cron", "--file", str(users)],
-        input="cron-password\n",
-        text=True,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    users = users_file(tmp_path, "cron")
     ini = tmp_path / "atommq.ini"
     ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\njobs = cron\n")
     server = InProcess(tmp_path, {"ATOMMQ_CONFIG": str(ini)})
@@ -708,5 +712,239 @@ def test_a_cursor_whose_message_was_removed_stops_consume_with_exit_4(tmp_path):
         assert done.returncode == EXIT_GAP and b"1 message after it went with them unread" in done.stderr
         skipped = atommq("consume", url, "--state", "cursor", "--on-gap=skip", cwd=tmp_path)
         assert (skipped.returncode, skipped.stdout) == (0, b"m2\nm3\n")
+    finally:
+        server.stop()
+
+
+# Named consumers: `consume --name NAME` keeps its cursor on the server (URL/consumer=NAME).
+
+
+def post(url: str, texts: list[str]) -> list[str]:
+    """Publish each text (a plain POST: quicker than a publish process each); their ids."""
+    ids = []
+    for text in texts:
+        request = urllib.request.Request(url, data=text.encode(), headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request) as answer:
+            ids.append("urn:uuid:" + answer.headers["ETag"].strip('"'))
+    return ids
+
+
+def consumer_at(url: str, name: str) -> str | None:
+    """Where the server says consumer NAME is (a plain GET of it); None when it has none."""
+    try:
+        with urllib.request.urlopen(f"{url}/consumer={name}") as answer:
+            return str(answer.read().decode().strip())
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def move(url: str, name: str, message_id: str) -> None:
+    """Move consumer NAME to a message, unconditionally: another run, or a deliberate replay."""
+    request = urllib.request.Request(
+        f"{url}/consumer={name}",
+        data=message_id.encode(),
+        method="PUT",
+        headers={"Content-Type": "text/plain"},
+    )
+    urllib.request.urlopen(request).close()
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.02)
+
+
+# A COMMAND that logs as LOGGER does, then says it started (a file named after its consume
+# run's pid) and waits for a file 'go' before it ends.
+GATED = LOGGER + (
+    "\nopen(f'started.{os.getppid()}', 'w').close()"
+    "\nimport time\nwhile not os.path.exists('go'): time.sleep(0.01)"
+)
+
+
+def test_a_named_consumer_keeps_its_cursor_on_the_server_and_the_next_run_resumes_after_it(server, tmp_path):
+    url = feed_url(server)
+    ids = post(url, ["m0", "m1", "m2"])
+    work = tmp_path / "work"
+    work.mkdir()
+    done = atommq("consume", url, "--name", "billing", "--", sys.executable, "-c", LOGGER, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert logged(work) == [(i, f"m{n}".encode()) for n, i in enumerate(ids)]
+    assert consumer_at(url, "billing") == ids[-1]
+    assert sorted(p.name for p in work.iterdir()) == ["log"], "no state or lock file here"
+    more = post(url, ["m3", "m4"])
+    again = atommq("consume", url, "--name", "billing", "--", sys.executable, "-c", LOGGER, cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert [i for i, _ in logged(work)] == ids + more
+    assert consumer_at(url, "billing") == more[-1]
+    # Another name is a consumer of its own, from the first message.
+    other = atommq("consume", url, "--name", "audit", cwd=work)
+    assert (other.returncode, other.stdout) == (0, b"m0\nm1\nm2\nm3\nm4\n")
+    assert consumer_at(url, "billing") == more[-1]
+
+
+def test_a_failing_command_leaves_the_named_consumer_before_its_message(server, tmp_path):
+    url = feed_url(server)
+    ids = post(url, ["good", "bad", "after"])
+    failing = "import sys; body = sys.stdin.read(); sys.exit(3 if body == 'bad' else 0)"
+    done = atommq("consume", url, "--name", "w", "--", sys.executable, "-c", failing, cwd=tmp_path)
+    assert done.returncode == EXIT_COMMAND_FAILED
+    assert b"exited with 3 on message " + ids[1].encode() + b"; the consumer 'w' still points before it" in (
+        done.stderr
+    )
+    assert consumer_at(url, "w") == ids[0]
+    retried = atommq("consume", url, "--name", "w", cwd=tmp_path)
+    assert (retried.returncode, retried.stdout) == (0, b"bad\nafter\n")
+    assert consumer_at(url, "w") == ids[2]
+
+
+def test_a_named_consumer_moved_by_another_stops_the_run_with_exit_3_and_is_never_overwritten(
+    server, tmp_path
+):
+    url = feed_url(server)
+    ids = post(url, ["m0", "m1", "m2", "m3"])
+    move(url, "w", ids[0])
+    run = start(
+        "consume", url, "--name", "w", "--", sys.executable, "-c", GATED, cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for(tmp_path / f"started.{run.pid}")  # it has m1 in hand
+        move(url, "w", ids[3])  # meanwhile, another run with this name
+        (tmp_path / "go").touch()
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == EXIT_LOCKED, stderr
+    assert stderr.count(b"\n") == 1
+    assert f"another run with this name moved the consumer 'w' (now {ids[3]})".encode() in stderr
+    assert [i for i, _ in logged(tmp_path)] == [ids[1]]
+    assert consumer_at(url, "w") == ids[3], "it was moved back"
+
+
+def test_two_runs_started_together_with_one_name_one_stops_and_the_cursor_never_moves_back(server, tmp_path):
+    url = feed_url(server)
+    ids = post(url, [f"m{n}" for n in range(12)])
+    runs = [
+        start(
+            "consume",
+            url,
+            "--name",
+            "shared",
+            "--",
+            sys.executable,
+            "-c",
+            GATED,
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    positions = []
+    try:
+        for run in runs:  # both have the first message in hand: they race to save it
+            wait_for(tmp_path / f"started.{run.pid}")
+        (tmp_path / "go").touch()
+        while any(run.poll() is None for run in runs):
+            at = consumer_at(url, "shared")
+            if at is not None:
+                positions.append(ids.index(at))
+            time.sleep(0.005)
+        errors = [run.communicate(timeout=30)[1] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    codes = [run.returncode for run in runs]
+    assert sorted(codes) == [0, EXIT_LOCKED], errors
+    lost = errors[codes.index(EXIT_LOCKED)]
+    assert lost.count(b"\n") == 1 and b"another run with this name moved the consumer 'shared'" in lost
+    assert positions == sorted(positions), "the cursor moved back"
+    assert consumer_at(url, "shared") == ids[-1]
+    assert {i for i, _ in logged(tmp_path)} == set(ids), "a message was never processed"
+
+
+def test_a_named_consumer_whose_save_answer_is_lost_goes_on_without_processing_twice(server, tmp_path):
+    """The retried PUT finds the consumer where its lost attempt put it (412): that is not
+    another run."""
+    ids = post(feed_url(server), ["m0", "m1", "m2"])
+    proxy = DroppingProxy(server.port, drop=2, only="PUT")
+    try:
+        url = f"http://127.0.0.1:{proxy.port}/atommq/feed=jobs"
+        done = atommq("consume", url, "--name", "w", "--", sys.executable, "-c", LOGGER, cwd=tmp_path)
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    assert proxy.dropped == 2
+    assert [i for i, _ in logged(tmp_path)] == ids
+    assert consumer_at(feed_url(server), "w") == ids[-1]
+
+
+def test_from_now_with_a_new_name_starts_after_the_newest_message(server, tmp_path):
+    url = feed_url(server)
+    [old] = post(url, ["old"])
+    first = atommq("consume", url, "--name", "late", "--from-now", cwd=tmp_path)
+    assert (first.returncode, first.stdout) == (0, b"")
+    assert consumer_at(url, "late") == old
+    post(url, ["new"])
+    assert atommq("consume", url, "--name", "late", "--from-now", cwd=tmp_path).stdout == b"new\n"
+
+
+def test_a_named_consumer_whose_message_was_removed_stops_with_exit_4(tmp_path):
+    import sqlite3
+
+    server = InProcess(tmp_path, {})
+    try:
+        url = feed_url(server)
+        ids = post(url, [f"m{n}" for n in range(4)])
+        move(url, "w", ids[0])
+        with sqlite3.connect(tmp_path / "atommq.db") as db:  # retention's work: the oldest two go
+            db.execute("DELETE FROM atommq_messages WHERE seq <= 2")
+        done = atommq("consume", url, "--name", "w", cwd=tmp_path)
+        assert done.returncode == EXIT_GAP and b"1 message after it went with them unread" in done.stderr
+        assert done.stderr.count(b"\n") == 1
+        assert consumer_at(url, "w") == ids[0]
+        skipped = atommq("consume", url, "--name", "w", "--on-gap=skip", cwd=tmp_path)
+        assert (skipped.returncode, skipped.stdout) == (0, b"m2\nm3\n")
+        assert consumer_at(url, "w") == ids[3]
+    finally:
+        server.stop()
+
+
+def test_consume_takes_exactly_one_of_state_and_name():
+    url = "http://127.0.0.1:9/atommq/feed=jobs"  # never asked
+    for args, said in [
+        ([], b"one of the arguments --state --name is required"),
+        (["--state", "c", "--name", "w"], b"not allowed with argument"),
+        (["--name", ".w"], b"'.w' is not a consumer name"),
+        (["--name", "w", "--wait-lock"], b"--wait-lock goes with --state"),
+    ]:
+        done = atommq("consume", url, *args)
+        assert done.returncode == 2 and said in done.stderr, (args, done.stderr)
+
+
+def test_a_named_consumer_without_the_consume_right_stops_at_its_first_save(tmp_path):
+    users = users_file(tmp_path, "alice", "bob")
+    ini = tmp_path / "atommq.ini"
+    ini.write_text(
+        f"[atommq]\nusers_file = {users}\n[publish]\njobs = @anyone\n[read]\njobs = @anyone\n"
+        "[consume]\njobs = alice\n"
+    )
+    server = InProcess(tmp_path, {"ATOMMQ_CONFIG": str(ini)})
+    try:
+        url = feed_url(server)
+        ids = post(url, ["m0", "m1"])
+        bob = atommq("consume", url, "--name", "w", "--user", "bob", env={"ATOMMQ_PASSWORD": "bob-password"})
+        assert bob.returncode == EXIT_NOPERM and b"403" in bob.stderr, bob.stderr
+        assert bob.stdout == b"m0\n" and consumer_at(url, "w") is None
+        alice = atommq(
+            "consume", url, "--name", "w", "--user", "alice", env={"ATOMMQ_PASSWORD": "alice-password"}
+        )
+        assert (alice.returncode, alice.stdout) == (0, b"m0\nm1\n")
+        assert consumer_at(url, "w") == ids[-1]
     finally:
         server.stop()
