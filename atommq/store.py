@@ -354,25 +354,29 @@ class Session:
         after = 0 if last is None else max(0, last_seq - last)
         if cursor is not None:
             seq = row[4]
-            if seq is None:
-                self._gone(name, pk, uuid, last_seq, cursor, inclusive)
-                self._unknown(name, cursor)
+            if seq is None:  # removed since (retention), or never the feed's
+                seq = self._removed(name, pk, uuid, last_seq, cursor, inclusive)
             after = seq - 1 if inclusive else seq
         feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
         return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq)
 
-    def _gone(self, name: str, pk: int, feed_uuid: str, last_seq: int, cursor: str, inclusive: bool) -> None:
-        """Raise Gone if `cursor`, which the feed does not hold, names a message it had: one
-        whose uuid carries this feed's seq (model.seq_in), up to its newest. Seqs have no holes
-        and retention removes the oldest, so the messages missed after it are those before the
-        oldest still kept."""
+    def _removed(
+        self, name: str, pk: int, feed_uuid: str, last_seq: int, cursor: str, inclusive: bool
+    ) -> int:
+        """The seq of `cursor`, a message the feed does not hold, when it had it and no message
+        after it has gone since (the consumer missed nothing: its page follows). Gone if it
+        named one the feed had (its uuid carries this feed's seq, model.seq_in, up to the newest)
+        and messages were missed: seqs have no holes and retention removes the oldest, so those
+        before the oldest still held. Else UnknownCursor (or Gone, for a deleted feed's)."""
         claimed = seq_in(message_uuid(cursor), feed_uuid)
         if claimed is None or claimed > last_seq:
-            return
+            self._unknown(name, cursor)
         oldest = self._conn.execute(_OLDEST, {"pk": pk}).scalar()
-        kept_from = last_seq + 1 if oldest is None else oldest
-        missed = max(0, kept_from - claimed - (0 if inclusive else 1))
+        held_from = last_seq + 1 if oldest is None else oldest
+        missed = max(0, held_from - claimed - (0 if inclusive else 1))
+        if missed == 0:
+            return claimed
         plural = "" if missed == 1 else "s"
         which = f"{missed} message{plural} from it on" if inclusive else f"{missed} message{plural} after it"
         raise Gone(

@@ -3,6 +3,7 @@ consumer processed, If-Match keeps two of one name from moving it backwards, the
 document shows each one's lag, retention can keep what one has not read (up to a hard limit),
 and a feed can be deleted by an admin, its old cursors then told they are gone."""
 
+import datetime
 import json
 import os
 import re
@@ -327,3 +328,119 @@ def test_atommq_feeds_shows_each_feed_and_its_consumers_lag_and_deletes_one(clie
     missing = client.get("/feed=jobs")
     assert missing.status == 404 and "was deleted on" in missing.text
     assert atommq_feeds(client, "delete", "jobs", "--yes").returncode == 1
+
+
+UNDER_LOAD = pytest.mark.parametrize("transport", ["fastcgi", "fastcgi@postgresql", "fastcgi@mariadb"])
+
+
+@UNDER_LOAD
+def test_keep_unread_under_load_keeps_a_slow_named_consumer_whole(make_client, tmp_path):
+    """8 publishers, a slow named consumer that says where it is after each page, and prune
+    looping with `50 messages, keep unread up to 100000 messages`: the consumer sees every
+    message once, in order, never a 410; once it has caught up, the rule alone decides."""
+    from atommq import config
+    from atommq.app import open_store
+    from atommq.retention import Limits
+
+    client = make_client()
+    first = client.publish("jobs", "first").xml().findtext("{http://www.w3.org/2005/Atom}id")
+    assert put(client, "jobs", "slow", first).status == 201
+    limits = Limits(max_messages=50, unread_messages=100000)
+    refused: list[str] = []
+    seen: list[str] = [first]
+    done = threading.Event()
+
+    def publisher(n: int) -> None:
+        for i in range(40):
+            response = client.post("/feed=jobs", f"<entry><content>{n}.{i}</content></entry>")
+            if response.status != 201:
+                refused.append(f"{response.status} {response.text}")
+
+    def consumer() -> None:
+        while True:
+            finished = done.is_set()
+            page = client.get(f"/feed=jobs?start_after={seen[-1]}")
+            if page.status != 200:
+                refused.append(f"consumer: {page.status} {page.text}")
+                return
+            seen.extend(page.ids())
+            if page.ids():
+                assert (
+                    put(
+                        client, "jobs", "slow", seen[-1], If_Match=f'"{seen[-len(page.ids()) - 1][9:]}"'
+                    ).status
+                    == 200
+                )
+            elif finished:
+                return
+            time.sleep(0.2)
+
+    store = open_store(config.load({"ATOMMQ_DATABASE_URL": client.database_url}))
+
+    def pruner() -> None:
+        while not done.is_set():
+            store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
+
+    workers = [threading.Thread(target=publisher, args=(n,)) for n in range(8)]
+    others = [threading.Thread(target=consumer), threading.Thread(target=pruner)]
+    for thread in workers + others:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    done.set()
+    for thread in others:
+        thread.join(timeout=120)
+    store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
+    store.close()
+    assert not refused, refused[:3]
+    assert len(seen) == len(set(seen)) == 321, "every message once"
+    assert [i for i in client.whole_feed("jobs")] == seen[-50:], "caught up: the rule alone decides"
+
+
+@UNDER_LOAD
+def test_deleting_a_feed_while_it_is_published_to_loses_no_publish_sent_after_it(make_client, tmp_path):
+    """8 publishers to a feed while an admin deletes it: no publish fails; each one sent after
+    the delete is in the new feed; the old feed leaves nothing behind."""
+    import sqlalchemy as sa
+
+    from atommq import config
+    from atommq.app import open_store
+
+    client = make_client()
+    client.publish("jobs", "first")
+    answered: list[tuple[float, str]] = []
+    refused: list[str] = []
+
+    def publisher(n: int) -> None:
+        for i in range(40):
+            sent = time.monotonic()
+            response = client.post("/feed=jobs", f"<entry><content>{n}.{i}</content></entry>")
+            if response.status != 201:
+                refused.append(f"{response.status} {response.text}")
+            else:
+                answered.append((sent, response.xml().findtext("{http://www.w3.org/2005/Atom}id")))
+
+    store = open_store(config.load({"ATOMMQ_DATABASE_URL": client.database_url}))
+    workers = [threading.Thread(target=publisher, args=(n,)) for n in range(8)]
+    for thread in workers:
+        thread.start()
+    time.sleep(0.3)
+    removed = store.delete_feed("jobs", datetime.datetime.now(datetime.UTC))
+    deleted_at = time.monotonic()
+    for thread in workers:
+        thread.join(timeout=120)
+    store.close()
+    assert not refused, refused[:3]
+    assert removed > 0, "the delete ran before any publish: the test proved nothing"
+    kept = set(client.whole_feed("jobs"))
+    after = {message_id for when, message_id in answered if when > deleted_at}
+    assert after and after <= kept
+    assert len(kept) + removed == len(answered) + 1, "every message is in the new feed or was deleted"
+    engine = sa.create_engine(client.database_url)
+    with engine.connect() as connection:
+        orphans = connection.execute(
+            sa.text("SELECT COUNT(*) FROM atommq_messages WHERE feed_pk NOT IN (SELECT pk FROM atommq_feeds)")
+        ).scalar()
+        feeds = connection.execute(sa.text("SELECT COUNT(*) FROM atommq_feeds WHERE name = 'jobs'")).scalar()
+    engine.dispose()
+    assert (orphans, feeds) == (0, 1)

@@ -5,6 +5,7 @@ the feed never had stays a 400."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -46,8 +47,8 @@ def test_a_cursor_on_a_removed_message_is_410_with_what_was_missed_and_where_to_
     assert client.get(gone.headers["link"][1:].partition(">")[0]).ids() == ids[4:]
     assert "1 message after it" in client.get(f"/feed=jobs?start_after={ids[2]}").text
     assert "2 messages from it on" in client.get(f"/feed=jobs?start_at={ids[2]}").text
-    # The newest removed message: nothing after it was missed, but it is gone.
-    assert "0 messages after it" in client.get(f"/feed=jobs?start_after={ids[3]}").text
+    # The newest removed message: nothing after it was missed, so the page after it follows.
+    assert client.get(f"/feed=jobs?start_after={ids[3]}").ids() == ids[4:]
     # Still held: as before.
     assert client.get(f"/feed=jobs?start_after={ids[4]}").ids() == ids[5:]
     json_gone = client.get(f"/feed=jobs?start_after={ids[0]}&format=json")
@@ -72,10 +73,27 @@ def test_a_cursor_the_feed_never_had_stays_400_after_any_removal(client):
 
 
 def test_a_waiting_request_whose_cursor_was_removed_gets_the_410(client):
-    ids = publish_many(client, "jobs", 2)
-    remove_oldest(client, "jobs", 1)
+    ids = publish_many(client, "jobs", 3)
+    remove_oldest(client, "jobs", 2)
     response = client.get(f"/feed=jobs?start_after={ids[0]}&wait=5")
-    assert response.status == 410
+    assert response.status == 410 and "1 message after it" in response.text
+
+
+def test_a_waiting_request_whose_cursor_is_removed_meanwhile_but_missed_nothing_gets_the_next(client):
+    import threading
+
+    ids = publish_many(client, "jobs", 2)
+    answers = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(client.get(f"/feed=jobs?start_after={ids[1]}&wait=10"))
+    )
+    waiting.start()
+    time.sleep(0.5)
+    remove_oldest(client, "jobs", 2)  # the cursor's own message too: nothing after it is missed
+    time.sleep(0.3)
+    new = publish_many(client, "jobs", 1)
+    waiting.join(timeout=15)
+    assert answers[0].status == 200 and answers[0].ids() == new
 
 
 def prune(client, rules: str, *flags: str) -> str:
