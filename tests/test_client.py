@@ -948,3 +948,21 @@ def test_a_named_consumer_without_the_consume_right_stops_at_its_first_save(tmp_
         assert consumer_at(url, "w") == ids[-1]
     finally:
         server.stop()
+
+
+def test_follow_with_a_name_saves_each_message_on_the_server_and_sigterm_ends_it_cleanly(server, tmp_path):
+    url = feed_url(server)
+    [first] = post(url, ["before"])
+    consumer = start("consume", url, "--name", "w", "--follow", cwd=tmp_path, stdout=subprocess.PIPE)
+    try:
+        assert consumer.stdout is not None
+        assert consumer.stdout.readline() == b"before\n"
+        time.sleep(1)  # it now waits (long polling)
+        [second] = post(url, ["after"])
+        assert consumer.stdout.readline() == b"after\n"
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=10) == 0
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    assert consumer_at(url, "w") == second != first
