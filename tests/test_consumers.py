@@ -15,7 +15,7 @@ import time
 import pytest
 from lxml import etree
 from test_access import PASSWORDS, atommq_users, login
-from test_retention import prune, publish_many, remove_oldest
+from test_retention import prune, publish_many, remove_oldest, under_load
 
 from conftest import ROOT
 
@@ -338,8 +338,6 @@ def test_keep_unread_under_load_keeps_a_slow_named_consumer_whole(make_client, t
     """8 publishers, a slow named consumer that says where it is after each page, and prune
     looping with `50 messages, keep unread up to 100000 messages`: the consumer sees every
     message once, in order, never a 410; once it has caught up, the rule alone decides."""
-    from atommq import config
-    from atommq.app import open_store
     from atommq.retention import Limits
 
     client = make_client()
@@ -348,50 +346,26 @@ def test_keep_unread_under_load_keeps_a_slow_named_consumer_whole(make_client, t
     limits = Limits(max_messages=50, unread_messages=100000)
     refused: list[str] = []
     seen: list[str] = [first]
-    done = threading.Event()
 
-    def publisher(n: int) -> None:
-        for i in range(40):
-            response = client.post("/feed=jobs", f"<entry><content>{n}.{i}</content></entry>")
-            if response.status != 201:
-                refused.append(f"{response.status} {response.text}")
-
-    def consumer() -> None:
+    def consumer(done) -> None:
         while True:
             finished = done.is_set()
             page = client.get(f"/feed=jobs?start_after={seen[-1]}")
             if page.status != 200:
                 refused.append(f"consumer: {page.status} {page.text}")
                 return
-            seen.extend(page.ids())
-            if page.ids():
-                assert (
-                    put(
-                        client, "jobs", "slow", seen[-1], If_Match=f'"{seen[-len(page.ids()) - 1][9:]}"'
-                    ).status
-                    == 200
-                )
+            was, ids = seen[-1], page.ids()
+            seen.extend(ids)
+            if ids:  # processed: say so, from where it was
+                moved = put(client, "jobs", "slow", ids[-1], If_Match=f'"{was[9:]}"')
+                if moved.status != 200:
+                    refused.append(f"consumer: {moved.status} {moved.text}")
+                    return
             elif finished:
                 return
             time.sleep(0.2)
 
-    store = open_store(config.load({"ATOMMQ_DATABASE_URL": client.database_url}))
-
-    def pruner() -> None:
-        while not done.is_set():
-            store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
-
-    workers = [threading.Thread(target=publisher, args=(n,)) for n in range(8)]
-    others = [threading.Thread(target=consumer), threading.Thread(target=pruner)]
-    for thread in workers + others:
-        thread.start()
-    for thread in workers:
-        thread.join(timeout=120)
-    done.set()
-    for thread in others:
-        thread.join(timeout=120)
-    store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
-    store.close()
+    refused += under_load(client, limits, consumer)
     assert not refused, refused[:3]
     assert len(seen) == len(set(seen)) == 321, "every message once"
     assert [i for i in client.whole_feed("jobs")] == seen[-50:], "caught up: the rule alone decides"

@@ -37,6 +37,44 @@ def remove_oldest(client, feed: str, count: int) -> None:
     engine.dispose()
 
 
+def under_load(client, limits, consumer) -> list[str]:
+    """8 publishers of 40 messages each to feed jobs, beside `consumer(done)` (done: an Event set
+    once they finish) and prune with `limits` looping, then one prune more; the refusals."""
+    import datetime
+    import threading
+
+    from atommq import config
+    from atommq.app import open_store
+
+    refused: list[str] = []
+    done = threading.Event()
+
+    def publisher(n: int) -> None:
+        for i in range(40):
+            response = client.post("/feed=jobs", f"<entry><content>{n}.{i}</content></entry>")
+            if response.status != 201:
+                refused.append(f"{response.status} {response.text}")
+
+    store = open_store(config.load({"ATOMMQ_DATABASE_URL": client.database_url}))
+
+    def pruner() -> None:
+        while not done.is_set():
+            store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
+
+    workers = [threading.Thread(target=publisher, args=(n,)) for n in range(8)]
+    others = [threading.Thread(target=consumer, args=(done,)), threading.Thread(target=pruner)]
+    for thread in workers + others:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    done.set()
+    for thread in others:
+        thread.join(timeout=120)
+    store.prune("jobs", limits, datetime.datetime.now(datetime.UTC))
+    store.close()
+    return refused
+
+
 def test_a_cursor_on_a_removed_message_is_410_with_what_was_missed_and_where_to_go_on(client):
     ids = publish_many(client, "jobs", 6)
     remove_oldest(client, "jobs", 4)  # m0..m3 gone; m4, m5 kept
@@ -183,12 +221,8 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
     """8 publishers and a consumer while `prune` runs again and again: no publish refused, no
     message the rule keeps removed, and the consumer sees messages in order, each one after the
     one before it unless a 410 told it that messages went."""
-    import datetime
-    import threading
     import time
 
-    from atommq import config
-    from atommq.app import open_store
     from atommq.model import seq_in
     from atommq.retention import Limits
 
@@ -197,19 +231,10 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
     client = make_client(config=str(ini))
     client.publish("jobs", "first")
     feed_uuid = client.get("/feed=jobs").xml().findtext("a:id", namespaces=ATOM_NS).removeprefix("urn:uuid:")
-    refused: list[str] = []
-    done = threading.Event()
-
-    def publisher(n: int) -> None:
-        for i in range(40):
-            response = client.post("/feed=jobs", f"<entry><content>{n}.{i}</content></entry>")
-            if response.status != 201:
-                refused.append(f"{response.status} {response.text}")
-
     seen: list[int] = []
     gaps: list[str] = []
 
-    def consumer() -> None:
+    def consumer(done) -> None:
         cursor = ""
         while not done.is_set() or cursor != last_id():
             response = client.get(f"/feed=jobs?start_after={cursor}")
@@ -226,24 +251,7 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
     def last_id() -> str:
         return client.get("/feed=jobs?last=1").ids()[-1]
 
-    settings = config.load({"ATOMMQ_DATABASE_URL": client.database_url})
-    store = open_store(settings)
-
-    def pruner() -> None:
-        while not done.is_set():
-            store.prune("jobs", Limits(max_messages=50), datetime.datetime.now(datetime.UTC))
-
-    workers = [threading.Thread(target=publisher, args=(n,)) for n in range(8)]
-    others = [threading.Thread(target=consumer), threading.Thread(target=pruner)]
-    for thread in workers + others:
-        thread.start()
-    for thread in workers:
-        thread.join(timeout=120)
-    done.set()
-    for thread in others:
-        thread.join(timeout=120)
-    store.prune("jobs", Limits(max_messages=50), datetime.datetime.now(datetime.UTC))
-    store.close()
+    refused = under_load(client, Limits(max_messages=50), consumer)
     assert not refused, refused[:3]
     kept = [seq_in(i.removeprefix("urn:uuid:"), feed_uuid) for i in client.whole_feed("jobs")]
     assert kept == list(range(321 - 49, 322)), "the newest 50 are kept, and only they"
