@@ -223,17 +223,24 @@ class _App:
             self.store.write(lambda session: session.remove_consumer(feed, name))
             return "204 No Content", [], b""
         status = "200 OK"
+        json_type, _ = inbound.representation(environ)
+        now = datetime.datetime.now(datetime.UTC)
         if method == "PUT":
             cursor = inbound.text_body(body).strip()
             if not cursor:
                 raise BadRequest(f"PUT the id of the last message consumer {name!r} processed, as text")
             expect = inbound.precondition(environ)
-            moved_at = now_utc()
-            if self.store.write(lambda session: session.move_consumer(feed, name, cursor, moved_at, expect)):
-                status = "201 Created"
-        json_type, _ = inbound.representation(environ)
-        with self.store.transaction() as session:
-            found = session.consumer(feed, name, datetime.datetime.now(datetime.UTC))
+
+            def move(session: Session) -> tuple[bool, Consumer]:
+                # Read back in the same transaction: the answer (and its ETag) is this PUT's.
+                made = session.move_consumer(feed, name, cursor, now_utc(), expect)
+                return made, session.consumer(feed, name, now)
+
+            made, found = self.store.write(move)
+            status = "201 Created" if made else status
+        else:
+            with self.store.transaction() as session:
+                found = session.consumer(feed, name, now)
         headers = [("Cache-Control", "no-cache"), VARY]
         if status.startswith("201"):
             headers.append(("Location", href))

@@ -418,3 +418,21 @@ def test_deleting_a_feed_while_it_is_published_to_loses_no_publish_sent_after_it
         feeds = connection.execute(sa.text("SELECT COUNT(*) FROM atommq_feeds WHERE name = 'jobs'")).scalar()
     engine.dispose()
     assert (orphans, feeds) == (0, 1)
+
+
+@pytest.mark.http
+def test_put_and_delete_reach_atommq_through_every_gateway_and_web_server(client):
+    """The methods and headers a consumer's PUT needs (a body, If-Match, If-None-Match) and
+    DELETE pass through each way of running AtomMQ as through the others."""
+    ids = publish_many(client, "jobs", 2)
+    made = put(client, "jobs", "mailer", ids[0], If_None_Match="*")
+    assert (made.status, made.text) == (201, ids[0] + "\n"), made.text
+    assert put(client, "jobs", "mailer", ids[1], If_Match=made.headers["etag"]).status == 200
+    stale = put(client, "jobs", "mailer", ids[1], If_Match=made.headers["etag"])
+    assert stale.status == 412 and "another consumer of that name moved it" in stale.text
+    assert client.get("/feed=jobs/consumer=mailer").text == ids[1] + "\n"
+    assert client.request("HEAD", "/feed=jobs/consumer=mailer").status == 200
+    assert client.request("DELETE", "/feed=jobs/consumer=mailer").status == 204
+    assert client.get("/feed=jobs/consumer=mailer").status == 404
+    refused = client.request("DELETE", "/feed=jobs")
+    assert refused.status == 405 and refused.headers["allow"] == "GET, HEAD, POST"
