@@ -221,10 +221,11 @@ def _add_client_verbs(commands: Any) -> None:
     sender.set_defaults(func=publish.run)
     reader = commands.add_parser(
         "consume",
-        help="run a command for each new message of a feed, keeping the cursor in a file",
-        description="For each message after the cursor in FILE, oldest first, run COMMAND with the "
-        "content on its stdin (ATOMMQ_ID, ATOMMQ_TITLE, ... in its environment), then save the "
-        "message's id in FILE. Exit codes: 0 done, 1 COMMAND failed, 3 another run holds FILE, "
+        help="run a command for each new message of a feed, keeping the cursor in a file or on the server",
+        description="For each message after the cursor (in FILE, or the server's consumer NAME), oldest "
+        "first, run COMMAND with the content on its stdin (ATOMMQ_ID, ATOMMQ_TITLE, ... in its "
+        "environment), then save the message's id. Exit codes: 0 done, 1 COMMAND failed, 3 another "
+        "run holds FILE or moved consumer NAME, "
         "4 the server does not know the cursor, 65 refused, 77 login refused, 75 gave up.",
         epilog="example: atommq consume https://example.org/atommq/feed=jobs --state ~/jobs.cursor "
         "--once -- ./process-one-job",
