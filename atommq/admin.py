@@ -66,7 +66,7 @@ def prune(dry_run: bool) -> int:
                     "sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'"
                 )
             elif freed:
-                print(f"gave {freed / 1e6:.1f} MB back to the file system")
+                print(f"gave {_size(freed)} back to the file system")
     return 0
 
 

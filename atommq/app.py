@@ -10,6 +10,10 @@ prefix (SCRIPT_NAME, usually /atommq), it serves:
     DELETE    /feed=NAME             delete the feed (users an [admin] section allows)
     GET|HEAD|PUT|DELETE  /feed=NAME/consumer=CNAME
                                      a named consumer: the id of the last message it processed
+    GET|HEAD|POST  /feed=NAME/form   a browser's publish form, and what it sends
+    GET|HEAD  /static/VERSION/FILE   the pages' style sheet and script
+
+A browser (Accept: text/html first, or ?format=html) gets HTML pages (html.py, browser.py).
 """
 
 import datetime
@@ -19,16 +23,18 @@ import random
 import re
 import threading
 import traceback
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from atommq import atom, inbound, jsonfeed, retention
+from atommq import atom, browser, html, inbound, jsonfeed, retention
 from atommq.config import Config
 from atommq.errors import (
     TEXT_TYPE,
     AtomMQError,
     BadRequest,
+    Forbidden,
     Gone,
     MethodNotAllowed,
     NotFound,
@@ -36,7 +42,7 @@ from atommq.errors import (
     plain_text,
 )
 from atommq.guard import Guard
-from atommq.model import FEED_NAME, FEED_NAME_RULE, Consumer, Message, message_uuid
+from atommq.model import FEED_NAME, FEED_NAME_RULE, Consumer, Draft, Message, message_uuid
 from atommq.store import Session, Store
 from atommq.waiting import Places, Watcher
 
@@ -57,6 +63,8 @@ PRUNE_EVERY = 64
 PRUNE_IN_PASSING = 200
 # The environ key where a request leaves work for after its answer (_ThenRun).
 _AFTER = "atommq.after"
+# Most messages a page for a browser shows: a page a person reads, and scrolls.
+HTML_PAGE_SIZE = 100
 _HOST = re.compile(r"\A[A-Za-z0-9.\-]+(:[0-9]+)?\Z|\A\[[0-9A-Fa-f:.]+\](:[0-9]+)?\Z")
 
 
@@ -148,10 +156,19 @@ class _App:
     def handle(self, environ: Environ, method: str) -> Response:
         body = inbound.read_body(environ, method, self.config.max_body_bytes)
         path = inbound.path_info(environ)
+        if method not in ("GET", "HEAD") and (why := inbound.cross_site(environ, self._public_host)):
+            raise Forbidden(
+                f"refused: this {method} was sent by a page of another site ({why}); "
+                "publish from AtomMQ's own page, or from a program"
+            )
         if path in ("", "/"):
             _allow(method, ("GET", "HEAD"))
             return self.service(environ)
-        match = re.fullmatch(r"/feed=([^/]*)(?:/entry=([^/]+)|/consumer=([^/]*))?/?", path)
+        static = re.fullmatch(r"/static/([0-9a-f]{1,32})/([a-z.]+)", path)
+        if static is not None:
+            _allow(method, ("GET", "HEAD"))
+            return browser.static_file(static.group(2), static.group(1))
+        match = re.fullmatch(r"/feed=([^/]*)(?:/entry=([^/]+)|/consumer=([^/]*)|/(form))?/?", path)
         if match is None:
             raise NotFound(f"no resource at {path!r}; feeds are at /feed=NAME")
         name = match.group(1)
@@ -163,6 +180,8 @@ class _App:
             return self.entry(environ, name, match.group(2))
         if match.group(3) is not None:
             return self.consumer(environ, method, name, match.group(3), body)
+        if match.group(4) is not None:
+            return self.form(environ, method, name, body)
         # DELETE is offered only where an [admin] section says who may.
         _allow(
             method, ("GET", "HEAD", "POST", "DELETE") if self.config.access.admin else ("GET", "HEAD", "POST")
@@ -193,6 +212,13 @@ class _App:
     def feed_href(self, environ: Environ, name: str) -> str:
         return f"{self.base(environ)}/feed={quote(name, safe='')}"
 
+    @property
+    def _public_host(self) -> str:
+        return self.config.base_url.partition("://")[2].partition("/")[0]
+
+    def static_href(self, environ: Environ) -> str:
+        return f"{self.base(environ)}/static/{browser.STATIC_VERSION}/"
+
     def entry_href(self, environ: Environ, message: Message) -> str:
         return f"{self.feed_href(environ, message.feed)}/entry={message_uuid(message.id)}"
 
@@ -206,6 +232,9 @@ class _App:
         consumers: dict[str, list[Consumer]] = {}
         for lag in lags:
             consumers.setdefault(lag.feed, []).append(lag)
+        if inbound.wants_html(environ):
+            base = self.base(environ)
+            return browser.page(html.render_service(listed, consumers, base, self.static_href(environ)))
         if json_type is not None:
             document = jsonfeed.render_service(listed, consumers)
             return "200 OK", [("Content-Type", "application/json"), VARY], document
@@ -262,6 +291,10 @@ class _App:
 
     def _feed(self, environ: Environ, name: str) -> Response:
         start = inbound.cursor(environ.get("QUERY_STRING", ""), self.config.max_wait)
+        if inbound.wants_html(environ):
+            return self._feed_page(environ, name, start)
+        if inbound.format_asked(environ) not in (None, "json", "atom"):
+            raise BadRequest("a feed has format=atom, format=json or format=html")
         asked, wait = start.asked, start.wait
         preferred = inbound.prefer_wait(environ, self.config.max_wait)
         json_type, format_asked = inbound.representation(environ)
@@ -291,6 +324,34 @@ class _App:
         document = atom.render_feed(page, self_href, next_href)
         return "200 OK", [("Content-Type", FEED_TYPE), *headers], document
 
+    def _feed_page(self, environ: Environ, name: str, start: inbound.Start) -> Response:
+        """A page of the feed for a browser: HTML_PAGE_SIZE messages, the publish form (or a
+        link to log in for it) where the caller may publish. It never waits: its script does."""
+        href = self.feed_href(environ, name)
+        may, could = self.guard.may(environ, "publish", name)
+        with self.store.transaction() as session:
+            position = session.locate(name, start.cursor, start.inclusive, start.last)
+            tag = f"{position.version}|{HTML_PAGE_SIZE}|{start.asked}|html|{may}|{could}|{self.static_href(environ)}"
+            etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
+            if _matches(environ, etag):
+                return "304 Not Modified", [("ETag", etag), VARY, ("Cache-Control", "private, no-cache")], b""
+            page = session.read(position, HTML_PAGE_SIZE, "html")
+        next_href = None
+        if page.more:
+            last = html.article_uuid(page.entries[-1])
+            next_href = f"{href}?start_after=urn:uuid:{last}"
+        document = html.render_feed(
+            page,
+            feed_href=href,
+            home=self.base(environ),
+            static=self.static_href(environ),
+            self_href=f"{href}?{start.asked}" if start.asked else href,
+            next_href=next_href,
+            newest_href=f"{href}?last={HTML_PAGE_SIZE}",
+            form=html.form_for(href, may, could, key=str(uuid.uuid4())),
+        )
+        return browser.page(document, etag)
+
     def _wait(self, name: str, start: inbound.Start, seconds: float) -> bool:
         """Wait, holding no transaction, until the feed has a message after the cursor, or
         `seconds` pass; at once when it has one already. False: too many wait already in this
@@ -302,6 +363,17 @@ class _App:
         return self.watcher.wait(name, position.last_seq, seconds) is not None
 
     def entry(self, environ: Environ, name: str, message_id: str) -> Response:
+        asked = inbound.format_asked(environ)
+        if asked in ("rendered", "raw") or inbound.wants_html(environ):
+            with self.store.transaction() as session:
+                message, _ = session.message(name, message_id)
+            if asked == "rendered":
+                return browser.rendered(message)
+            if asked == "raw":
+                return browser.raw(message)
+            href, base = self.feed_href(environ, name), self.base(environ)
+            document = html.render_entry(message, feed_href=href, home=base, static=self.static_href(environ))
+            return browser.page(document)
         json_type, _ = inbound.representation(environ)
         with self.store.transaction() as session:
             message, stored = session.message(name, message_id, "atom" if json_type is None else "json")
@@ -316,9 +388,47 @@ class _App:
             return "200 OK", [("Content-Type", json_type), *headers], document
         return "200 OK", [("Content-Type", atom.ENTRY_TYPE), *headers], atom.render_entry(message, stored)
 
+    def form(self, environ: Environ, method: str, name: str, body: bytes) -> Response:
+        """A browser's publish form (GET), and what it sends (POST): stored as any publish,
+        then the browser is sent to the feed's newest messages (303)."""
+        _allow(method, ("GET", "HEAD", "POST"))
+        self.guard.check(environ, "publish", name)
+        href = self.feed_href(environ, name)
+        if method != "POST":
+            document = html.render_form_page(
+                name, href, self.base(environ), self.static_href(environ), key=str(uuid.uuid4())
+            )
+            return browser.page(document)
+        draft, key = browser.form_draft(body)
+        message, _, _ = self._store_message(environ, name, draft, key)
+        location = f"{href}?last={HTML_PAGE_SIZE}#m-{message_uuid(message.id)}"
+        return (
+            "303 See Other",
+            [("Location", location), ("Content-Type", "text/plain; charset=utf-8")],
+            (f"published {message.id}\n".encode()),
+        )
+
     def publish(self, environ: Environ, name: str, body: bytes) -> Response:
         draft = inbound.parse_message(body, environ.get("CONTENT_TYPE", ""))
         key = inbound.idempotency_key(environ)
+        message, document, replayed = self._store_message(environ, name, draft, key)
+        location = self.entry_href(environ, message)
+        headers = [
+            ("Content-Type", atom.ENTRY_TYPE),
+            ("Location", location),
+            ("Content-Location", location),
+            ("ETag", f'"{message_uuid(message.id)}"'),
+        ]
+        if replayed:  # a retry: the answer of the first attempt, and nothing stored again
+            headers.append(("Idempotent-Replayed", "true"))
+        return "201 Created", headers, document
+
+    def _store_message(
+        self, environ: Environ, name: str, draft: Draft, key: str | None
+    ) -> tuple[Message, bytes, bool]:
+        """Store a message (retrying a deadlock), wake the feed's waiters, and leave pruning for
+        after the answer where it is due: the message, its entry document, and whether it was
+        a replay of one stored before with the same key."""
 
         def append(session: Session) -> tuple[Message, bytes, bool]:
             # Its <entry> and JSON item are made once, here, and stored with it.
@@ -339,20 +449,11 @@ class _App:
                 if attempt == PUBLISH_ATTEMPTS - 1:
                     raise
                 self.log.info("publish to feed %r collided with another transaction; retrying", name)
-        location = self.entry_href(environ, message)
-        headers = [
-            ("Content-Type", atom.ENTRY_TYPE),
-            ("Location", location),
-            ("Content-Location", location),
-            ("ETag", f'"{message_uuid(message.id)}"'),
-        ]
-        if replayed:  # a retry: the answer of the first attempt, and nothing stored again
-            headers.append(("Idempotent-Replayed", "true"))
-        elif (limits := self._prune_now(name)) is not None:
+        if not replayed and (limits := self._prune_now(name)) is not None:
             now = datetime.datetime.now(datetime.UTC)
             environ[_AFTER] = lambda: self.store.prune(name, limits, now, most=PRUNE_IN_PASSING)
         self.log.info("%s %s to feed %r", "replayed" if replayed else "published", message.id, name)
-        return "201 Created", headers, document
+        return message, document, replayed
 
 
 class _ThenRun:
@@ -373,8 +474,12 @@ class _ThenRun:
 
 
 def _renderings(message: Message) -> dict[str, bytes]:
-    """What is stored with a message, made when it is published (store.RENDERINGS)."""
-    return {"atom": atom.entry_xml(message), "json": jsonfeed.stored_item(message)}
+    """What is stored with a message, made when it is published (schema.RENDERINGS)."""
+    return {
+        "atom": atom.entry_xml(message),
+        "json": jsonfeed.stored_item(message),
+        "html": html.stored_article(message),
+    }
 
 
 def _mount_point(environ: Environ) -> str:

@@ -58,6 +58,16 @@ class Guard:
             raise Unauthorized(f"log in to {action} feed {feed!r}")
         raise Forbidden(f"user {user!r} may not {action} feed {feed!r}")
 
+    def may(self, environ: dict[str, Any], action: str, feed: str) -> tuple[bool, bool]:
+        """Whether the caller may `action` the feed now, and whether a login could let them:
+        what a page offers (a form, or a link to log in)."""
+        if not self.rules.enabled:
+            return True, False
+        user = self.caller(environ)
+        if self.rules.allows(action, feed, user):
+            return True, False
+        return False, user is None and self.rules.names_users()
+
     def readable(self, environ: dict[str, Any], names: list[str]) -> list[str]:
         """The feeds of `names` that the caller may read (for the service document)."""
         if not self.rules.enabled:

@@ -198,11 +198,44 @@ JSON_TYPES = ("application/feed+json", "application/json")
 _ATOM_TYPES = ("application/atom+xml", "application/atomsvc+xml", "application/xml", "text/xml")
 
 
+# ?format= values: the representations of a feed, a message or the list of feeds; and of a
+# message alone, its markup for the sandboxed frame (rendered) and its bytes (raw).
+FORMATS = ("json", "atom", "html")
+ENTRY_FORMATS = (*FORMATS, "rendered", "raw")
+
+
 def _format(params: dict[str, list[str]]) -> str:
     values = params.get("format", [])
-    if len(values) != 1 or values[0] not in ("json", "atom"):
-        raise BadRequest("format must be given once, as format=json or format=atom")
+    if len(values) != 1 or values[0] not in ENTRY_FORMATS:
+        raise BadRequest("format must be given once, as format=json, format=atom or format=html")
     return values[0]
+
+
+def format_asked(environ: Environ) -> str | None:
+    """The query's ?format= value (one of ENTRY_FORMATS), or None."""
+    query = environ.get("QUERY_STRING", "")
+    if "format=" not in query:
+        return None
+    try:
+        params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+    except (UnicodeError, ValueError):
+        raise BadRequest("the query string is not valid; use ?format=json") from None
+    return _format(params) if "format" in params else None
+
+
+def wants_html(environ: Environ) -> bool:
+    """Is this a person's browser, to be answered a page? ?format=html; else Accept ranks
+    text/html above every Atom and JSON type (Chromium: text/html, then application/xml;q=0.9
+    and */*;q=0.8); curl's */* and feed readers' Atom types are not."""
+    asked = format_asked(environ)
+    if asked is not None:
+        return asked == "html"
+    accept = environ.get("HTTP_ACCEPT", "")
+    if "text/html" not in accept:
+        return False
+    ranges = _accept(accept)
+    others = max(_quality(ranges, media) for media in (*JSON_TYPES, *_ATOM_TYPES))
+    return _quality(ranges, "text/html") > others
 
 
 def representation(environ: Environ) -> tuple[str | None, str]:
@@ -210,15 +243,9 @@ def representation(environ: Environ) -> tuple[str | None, str]:
     asked ("format=json", "format=atom" or ""), which links to more of the same carry on.
     ?format= decides; else the Accept header (RFC 9110 12.5.1): JSON when one of JSON_TYPES has
     a higher quality than Atom's types (a tie, */* included, is Atom's, as it was before JSON)."""
-    query = environ.get("QUERY_STRING", "")
-    if "format=" in query:
-        try:
-            params = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
-        except (UnicodeError, ValueError):
-            raise BadRequest("the query string is not valid; use ?format=json") from None
-        if "format" in params:
-            asked = _format(params)
-            return (JSON_TYPES[0] if asked == "json" else None), f"format={asked}"
+    asked = format_asked(environ)
+    if asked in ("json", "atom"):
+        return (JSON_TYPES[0] if asked == "json" else None), f"format={asked}"
     accept = environ.get("HTTP_ACCEPT", "")
     if "json" not in accept:
         return None, ""
@@ -291,6 +318,34 @@ def precondition(environ: Environ) -> str | None:
     if tag is None:
         raise BadRequest('If-Match must be one ETag this consumer gave, "UUID" (or *)')
     return tag.group(1).lower()
+
+
+def cross_site(environ: Environ, public_host: str = "") -> str | None:
+    """Why a request that changes something (POST, PUT, DELETE) looks sent by a page of another
+    site, through a browser that may hold a login for this one (cross-site request forgery);
+    None when it does not. Browsers say where a request comes from, and a page cannot change
+    it: Sec-Fetch-Site (all current browsers), else Origin (sent with every cross-origin POST).
+    Programs such as curl send neither, and hold no login but the one they are given.
+    `public_host`: base_url's host, where a proxy changes the Host header."""
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None:
+        return None if site in ("same-origin", "none") else f"Sec-Fetch-Site is {site}"
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return None
+    host = environ.get("HTTP_HOST", "")
+    if origin == "null" or origin.partition("://")[2] not in (host, public_host or host):
+        return f"Origin {origin!r} is not this server's ({host!r})"
+    return None
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """The fields of an HTML form's POST (application/x-www-form-urlencoded, UTF-8)."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=10)
+    except (UnicodeError, ValueError):
+        raise BadRequest("the form is not valid: send it from the feed's page") from None
+    return dict(pairs)
 
 
 def credentials(environ: Environ) -> tuple[str, str] | None:

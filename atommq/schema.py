@@ -76,6 +76,9 @@ MESSAGES = sa.Table(
     # which depends on the address it is asked at and is put in on read. NULL for messages
     # stored before AtomMQ kept it: rendered on read.
     sa.Column("json", _ENTRY, nullable=True),
+    # The same for a browser's feed page: the message as an <article> (html.stored_article),
+    # its links relative to the feed. NULL for messages stored before: rendered on read.
+    sa.Column("html", _ENTRY, nullable=True),
     sa.UniqueConstraint("feed_pk", "idempotency_key"),
 )
 # Named consumers (PUT /feed=NAME/consumer=CNAME): the last message each processed, by its seq
@@ -113,9 +116,15 @@ MESSAGE_COLUMNS = (
     MESSAGES.c.updated,
 )
 # Columns added since the first release: a table created before them gets them on first use.
-ADDED_COLUMNS = (MESSAGES.c.summary, MESSAGES.c.summary_type, MESSAGES.c.atom, MESSAGES.c.json)
+ADDED_COLUMNS = (
+    MESSAGES.c.summary,
+    MESSAGES.c.summary_type,
+    MESSAGES.c.atom,
+    MESSAGES.c.json,
+    MESSAGES.c.html,
+)
 # The stored renderings of a message, by the name a reader asks for them with.
-RENDERINGS = {"atom": MESSAGES.c.atom, "json": MESSAGES.c.json}
+RENDERINGS = {"atom": MESSAGES.c.atom, "json": MESSAGES.c.json, "html": MESSAGES.c.html}
 
 
 class Schema:

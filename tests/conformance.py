@@ -32,6 +32,9 @@ def validate(content_type: str, body: bytes, location: str | None = None) -> Non
     if content_type.startswith(("application/feed+json", "application/json")):
         check_json(json.loads(body), location)
         return
+    if content_type.startswith("text/html"):
+        check_page(body)
+        return
     document = etree.fromstring(body)
     if content_type.startswith("application/atom+xml"):
         assert _ATOM.validate(document), _ATOM.error_log
@@ -76,6 +79,29 @@ def check_json(document: Any, location: str | None) -> None:
         }, item  # fmt: skip
         if item["_atommq"].get("content_encoding") == "base64":
             base64.b64decode(item["content_text"], validate=True)
+
+
+def check_page(body: bytes) -> None:
+    """An AtomMQ page: a whole HTML document in English with a title and one <h1>, whose only
+    scripts are AtomMQ's own file (no inline script, no handler attributes: nothing from a
+    message can run), and whose form fields are labelled."""
+    import lxml.html
+
+    assert body.startswith(b"<!DOCTYPE html>\n"), body[:40]
+    page = lxml.html.document_fromstring(body)
+    assert page.get("lang") == "en" and page.findtext(".//title"), body[:300]
+    assert len(page.findall(".//h1")) == 1
+    for script in page.iter("script"):
+        assert script.get("src", "").endswith("/atommq.js") and not (script.text or "").strip(), script
+    for element in page.iter():
+        if isinstance(element.tag, str):
+            assert not [name for name in element.attrib if name.lower().startswith("on")], element.attrib
+            href = element.get("href", "") + element.get("src", "") + element.get("action", "")
+            assert not href.strip().lower().startswith(("javascript:", "data:")), href
+    labelled = {label.get("for") for label in page.iter("label")}
+    for field in page.iter("input", "textarea"):
+        if field.get("type") not in ("hidden", "radio"):
+            assert field.get("id") in labelled, field.attrib
 
 
 def check_consumer(consumer: Any) -> None:

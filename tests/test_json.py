@@ -60,7 +60,7 @@ def test_format_json_in_the_query_is_json_for_curl_and_its_next_link_keeps_it(ma
     "accept, json_type",
     [
         ("*/*", None),
-        (CHROME, None),
+        (CHROME, "html"),  # a browser: a page (test_pages.py)
         ("application/atom+xml", None),
         ("application/atom+xml, application/json;q=0.5", None),
         ("application/json", "application/json"),
@@ -73,7 +73,9 @@ def test_accept_chooses_json_only_when_the_client_prefers_it(client, accept, jso
     for path in ("/feed=jobs", "/"):
         response = client.get(path, Accept=accept)
         assert response.status == 200 and response.headers["vary"] == "Accept"
-        if json_type is None:
+        if json_type == "html":
+            assert response.headers["content-type"] == "text/html; charset=utf-8", (path, accept)
+        elif json_type is None:
             assert response.headers["content-type"].startswith("application/atom"), (path, accept)
         else:
             assert response.headers["content-type"] == (json_type if path != "/" else "application/json")
