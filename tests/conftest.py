@@ -94,6 +94,16 @@ def parse_cgi_output(output: bytes) -> Response:
     return Response(status, headers, body)
 
 
+# What AtomMQ answers in documents of its own, which every test checks (conformance.validate).
+DOCUMENT_TYPES = (
+    "application/atom",
+    "application/atomsvc",
+    "application/feed+json",
+    "application/json",
+    "text/html",
+)
+
+
 @dataclass
 class Client:
     """Speaks to AtomMQ mounted at /atommq on http://localhost, through one transport."""
@@ -250,8 +260,10 @@ class Client:
             if method != "HEAD":
                 assert response.body.endswith(b"\n") and response.body.count(b"\n") == 1, response.body
                 assert b"Traceback" not in response.body
-        elif method != "HEAD" and response.body and not content_type.startswith("text/plain"):
-            validate(content_type, response.body, location)
+        elif method != "HEAD" and response.body and content_type.startswith(DOCUMENT_TYPES):
+            # A message's own bytes (?format=raw, ?format=rendered: in a sandbox) are not ours.
+            if not response.headers.get("content-security-policy", "").startswith("sandbox"):
+                validate(content_type, response.body, location)
 
     def _via_wsgi(self, meta: dict[str, str], body: bytes) -> Response:
         if self._app is None:

@@ -48,6 +48,20 @@ def login(user: str, password: str | None = None) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(token).decode()}
 
 
+def with_rules(
+    make_client, tmp_path, rules: str, users: tuple[str, ...] = ("cron", "alice"), **settings: str
+):
+    """A client whose server has these access `rules` (INI sections) and `users` (passwords
+    from PASSWORDS) in its users file."""
+    path = tmp_path / "users"
+    for name in users:
+        if not path.exists() or name not in path.read_text():
+            assert atommq_users("add", name, "--file", str(path), password=PASSWORDS[name]).returncode == 0
+    ini = tmp_path / f"atommq-{len(list(tmp_path.glob('atommq-*.ini')))}.ini"
+    ini.write_text(f"[atommq]\nusers_file = {path}\n{rules}")
+    return make_client(config=str(ini), **settings)
+
+
 @pytest.fixture
 def locked(make_client, tmp_path):
     users = tmp_path / "users"

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from lxml import etree
-from test_access import PASSWORDS, atommq_users, login
+from test_access import PASSWORDS, login, with_rules
 from test_retention import prune, publish_many, remove_oldest, under_load
 
 from conftest import ROOT
@@ -213,17 +213,11 @@ ADMIN_RULES = """
 
 @pytest.fixture
 def administered(make_client, tmp_path):
-    users = tmp_path / "users"
-    for name in ("cron", "alice", "root"):
-        password = PASSWORDS.get(name, "root-secret-1")
-        assert atommq_users("add", name, "--file", str(users), password=password).returncode == 0
-    ini = tmp_path / "atommq.ini"
-    ini.write_text(f"[atommq]\nusers_file = {users}\n{ADMIN_RULES}")
-    return make_client(config=str(ini))
+    PASSWORDS.setdefault("root", "root-secret-1")
+    return with_rules(make_client, tmp_path, ADMIN_RULES, ("cron", "alice", "root"))
 
 
 def root() -> dict[str, str]:
-    PASSWORDS.setdefault("root", "root-secret-1")
     return login("root")
 
 
@@ -264,20 +258,15 @@ def test_a_deleted_feeds_name_is_a_new_feed_and_its_old_cursors_are_gone(client,
 
 
 def test_moving_a_consumer_needs_the_consume_right_or_else_publish(make_client, tmp_path):
-    users = tmp_path / "users"
-    for name in ("cron", "alice"):
-        atommq_users("add", name, "--file", str(users), password=PASSWORDS[name])
-    ini = tmp_path / "atommq.ini"
-    ini.write_text(f"[atommq]\nusers_file = {users}\n[publish]\n* = cron\n[read]\n* = alice cron\n")
-    feed = make_client(config=str(ini))
+    rules = "[publish]\n* = cron\n[read]\n* = alice cron\n"
+    feed = with_rules(make_client, tmp_path, rules)
     made = feed.request("POST", "/feed=jobs", b"<entry><content>x</content></entry>", login("cron"))
     first = made.xml().findtext("{http://www.w3.org/2005/Atom}id")
     assert put(feed, "jobs", "c", first, **login("alice")).status == 403  # a reader may not
     assert put(feed, "jobs", "c", first).status == 401
     assert put(feed, "jobs", "c", first, **login("cron")).status == 201  # a publisher may
     assert feed.get("/feed=jobs/consumer=c", **login("alice")).status == 200  # a reader reads it
-    ini.write_text(ini.read_text() + "[consume]\n* = alice\n")
-    feed = make_client(config=str(ini), database_url=feed.database_url)
+    feed = with_rules(make_client, tmp_path, rules + "[consume]\n* = alice\n", database_url=feed.database_url)
     assert put(feed, "jobs", "c", first, **login("alice")).status == 200
     assert put(feed, "jobs", "c", first, **login("cron")).status == 403
 
