@@ -97,6 +97,7 @@ def latency(atommq: Client, hello: Client, rounds: int, commit: Commit | None) -
     ids = [part.split(b"</id>")[0].decode() for part in page.split(b"<entry><id>")[1:]]
     assert status == 200 and len(ids) == 1000, (status, len(ids))
     after_847 = f"/atommq/feed=big?start_after={ids[846]}"
+    after_899 = f"/atommq/feed=big?start_after={ids[899]}"  # 100 messages: a browser's page
     etag = atommq.request("GET", "/atommq/feed=big")[1]
     sizes = {
         name: len(atommq.request("GET", path)[2])
@@ -113,6 +114,8 @@ def latency(atommq: Client, hello: Client, rounds: int, commit: Commit | None) -
         "read a 153-message page": lambda: atommq.request("GET", after_847),
         "read a 1000-message page, JSON": lambda: atommq.request("GET", "/atommq/feed=big?format=json"),
         "read a 153-message page, JSON": lambda: atommq.request("GET", f"{after_847}&format=json"),
+        "read 100 messages, Atom": lambda: atommq.request("GET", after_899),
+        "read 100 messages, browser page": lambda: atommq.request("GET", f"{after_899}&format=html"),
         "304 poll": lambda: atommq.request("GET", "/atommq/feed=big", headers={"If-None-Match": etag}),
     }
     expected = {"floor: hello GET": 200, "publish a small message": 201, "304 poll": 304}
