@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -268,11 +269,36 @@ class Browser:
         entries = self.call("POST", "/se/log", {"type": kind})
         return list(entries)
 
-    def requested(self) -> list[str]:
-        """The URLs of the requests Chromium sent since the last call (or log("performance"))."""
-        urls = []
+    def requests(self) -> list["Sent"]:
+        """The requests Chromium sent since the last call (or log("performance")), in order,
+        with the headers as sent (a login among them) and the status they were answered."""
+        sent: dict[str, Sent] = {}
         for entry in self.log("performance"):
             event = json.loads(entry["message"])["message"]
-            if event["method"] == "Network.requestWillBeSent":
-                urls.append(event["params"]["request"]["url"])
-        return urls
+            method, params = event["method"], event["params"]
+            if method == "Network.requestWillBeSent":
+                request, key = params["request"], params["requestId"]
+                if "redirectResponse" in params:  # the next request of a redirect: the same id
+                    earlier = sent.pop(key)
+                    earlier.status = params["redirectResponse"]["status"]
+                    sent[f"{key}/{len(sent)}"] = earlier
+                # Its ExtraInfo (the headers as sent) may come before it.
+                found = sent.setdefault(key, Sent("", "", {}, None))
+                found.method, found.url = request["method"], request["url"]
+                continue
+            found = sent.setdefault(params.get("requestId", ""), Sent("", "", {}, None))
+            if method == "Network.requestWillBeSentExtraInfo":
+                found.headers.update({k.lower(): v for k, v in params["headers"].items()})
+            elif method == "Network.responseReceived":
+                found.status = params["response"]["status"]
+        return [s for s in sent.values() if s.url]
+
+
+@dataclass
+class Sent:
+    """A request as Chromium sent it."""
+
+    method: str
+    url: str
+    headers: dict[str, str]  # lower-case names; those the network stack added too (a login)
+    status: int | None  # None: not answered (refused by the page's policy, or cancelled)

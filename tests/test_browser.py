@@ -11,6 +11,7 @@ One Chromium (an empty profile, no login) serves the module; a test that logs in
 """
 
 import base64
+import html
 import http.client
 import json
 import os
@@ -19,9 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from browser import Browser, Driver, missing
@@ -213,3 +219,170 @@ def test_a_message_published_by_another_process_appears_on_an_open_feed_page(
     assert reader.wait(lambda: reader.find(".status").text == "1 new message.", what="the status line")
     assert articles(reader) == [f"m-{first}", f"m-{uuid}"]
     assert reader.run("return window.notReloaded") is True
+
+
+# 3. The publish form: with a login, and without
+
+
+def with_login(url: str) -> str:
+    """`url` with alice's name and password in it: how a headless Chromium, which has no login
+    prompt, answers the 401 that asks it to log in (as a person types them into the prompt)."""
+    return url.replace("http://", f"http://alice:{quote(PASSWORDS['alice'])}@", 1)
+
+
+def fill_form(browser: Browser, title: str, content: str, kind: str = "text") -> None:
+    browser.find("form.publish input[name=title]").type(title)
+    browser.find("form.publish textarea[name=content]").type(content)
+    browser.find(f"form.publish input[name=kind][value={kind}]").click()
+    browser.find("form.publish button[type=submit]").click()
+
+
+def alices_feed(site: Site, kind: str, name: str) -> tuple[str, str]:
+    """Feed forms.NAME.KIND, which only alice may publish to, made by her first message (a
+    feed has no page before it); its name and URL."""
+    feed = f"forms.{name}.{kind}"
+    site.publish(kind, feed, "the first", login=ALICE)
+    return feed, f"{site.url(kind)}/feed={feed}"
+
+
+def sent_back(browser: Browser, feed_url: str) -> str:
+    """The uuid of the message that the form published, from the feed page it was sent back to."""
+    expected = f"{feed_url}?last={PAGE_SIZE}#m-"
+    browser.wait(lambda: browser.url.startswith(expected), what=f"the feed page {expected}")
+    return browser.url.rpartition("#m-")[2]
+
+
+@EACH_WAY
+def test_the_login_link_asks_the_browser_to_log_in_and_then_its_form_publishes(
+    kind: str, site: Site, driver: Driver
+) -> None:
+    feed, feed_url = alices_feed(site, kind, "login")
+    with driver.session() as browser:
+        browser.get(feed_url)
+        assert browser.find_all("form.publish") == []
+        link = browser.find("p.login a")
+        assert link.text == "Log in to publish" and link.attribute("href") == f"{feed_url}/form"
+        browser.log("browser")
+        link.click()  # the login prompt (401): a headless browser has none, and shows an empty page
+        browser.wait(lambda: browser.url == f"{feed_url}/form", what="the login link followed")
+        assert browser.find_all("form.publish") == []
+        refusals = [e["message"] for e in browser.log("browser") if "status of 401" in e["message"]]
+        assert refusals, "no 401 asked the browser to log in"
+        browser.get(with_login(f"{feed_url}/form"))
+        assert browser.find("h1").text == f"Publish to {feed}"
+        fill_form(browser, "from the form", "typed by alice\nin two lines")
+        uuid = sent_back(browser, feed_url)
+        article = browser.find(f"#m-{uuid}")
+        assert article.find("h2").text == "from the form"
+        assert article.find("pre").text == "typed by alice\nin two lines"
+    assert site.stored(feed) == ["the first", "typed by alice\nin two lines"]
+
+
+@ONE_WAY
+def test_a_browser_that_sends_its_login_gets_the_form_on_the_feed_page(
+    kind: str, site: Site, driver: Driver
+) -> None:
+    feed, feed_url = alices_feed(site, kind, "page")
+    entry = (
+        "<entry xmlns='http://www.w3.org/2005/Atom'><title>an entry</title><content>in XML</content></entry>"
+    )
+    with driver.session() as browser:
+        # The login a browser sends with every request once it has it (DevTools: the headers
+        # Chromium adds to each request).
+        browser.cdp("Network.enable")
+        browser.cdp("Network.setExtraHTTPHeaders", headers={"Authorization": ALICE})
+        browser.get(feed_url)
+        assert browser.find_all("p.login") == []
+        fill_form(browser, "", entry, kind="atom")
+        uuid = sent_back(browser, feed_url)
+        article = browser.find(f"#m-{uuid}")
+        assert article.find("h2").text == "an entry" and article.find("pre").text == "in XML"
+        assert browser.find("form.publish textarea").property("value") == ""  # a new form
+    assert site.stored(feed) == ["the first", "in XML"]
+
+
+@ONE_WAY
+@pytest.mark.xfail(
+    strict=True,
+    reason="server: the login link's 401 comes from /feed=NAME/form, so a browser's Basic login "
+    "covers /feed=NAME/ and deeper (RFC 7617 2.2), not the feed page /feed=NAME, which never "
+    "gets the login: after logging in the feed page still shows 'Log in to publish'",
+)
+def test_after_logging_in_by_the_link_the_feed_page_offers_the_form(
+    kind: str, site: Site, driver: Driver
+) -> None:
+    feed, feed_url = alices_feed(site, kind, "scope")
+    with driver.session() as browser:
+        browser.get(with_login(f"{feed_url}/form"))
+        assert browser.find("h1").text == f"Publish to {feed}"
+        browser.get(feed_url)
+        assert browser.find_all("p.login") == []
+        assert len(browser.find_all("form.publish")) == 1
+
+
+class Forger(ThreadingHTTPServer):
+    """Another site's page that makes a visitor's browser publish to `?target=`: a fetch() with
+    the browser's credentials, then an auto-submitted form."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ForgedPage)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _ForgedPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if not self.path.startswith("/prize?"):
+            self.send_error(404)
+            return
+        target = html.escape(parse_qs(urlsplit(self.path).query)["target"][0])
+        page = f"""<!DOCTYPE html><title>You won</title>
+<form method="post" action="{target}"><input name="key" value="{uuid.uuid4()}">
+<input name="kind" value="text"><input name="title" value="forged">
+<textarea name="content">forged by a form</textarea></form>
+<script>
+fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include",
+  body: new URLSearchParams({{key: "{uuid.uuid4()}", kind: "text", content: "forged by fetch"}})}})
+  .finally(() => document.forms[0].submit());
+</script>"""
+        data = page.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def forger() -> Iterator[Forger]:
+    with Forger() as server:
+        yield server
+        server.shutdown()
+
+
+@EACH_WAY
+def test_a_page_of_another_site_cannot_make_a_logged_in_browser_publish(
+    kind: str, site: Site, driver: Driver, forger: Forger
+) -> None:
+    feed, feed_url = alices_feed(site, kind, "forged")
+    target = quote(f"{feed_url}/form", safe="")
+    with driver.session() as browser:
+        browser.get(with_login(f"{feed_url}/form"))
+        assert browser.find("h1").text == f"Publish to {feed}"  # logged in
+        browser.log("performance")
+        # Another site (localhost is not 127.0.0.1), and the same site on another port.
+        for origin in (f"http://localhost:{forger.port}", f"http://127.0.0.1:{forger.port}"):
+            browser.get(f"{origin}/prize?target={target}")
+            browser.wait(lambda: browser.url == f"{feed_url}/form", what="the forged form sent")
+            refusal = browser.find("body").text
+            assert refusal.startswith("refused: this POST was sent by a page of another site"), refusal
+        forged = [r for r in browser.requests() if r.method == "POST"]
+    assert [(r.url, r.headers.get("sec-fetch-site"), r.status) for r in forged] == [
+        (f"{feed_url}/form", where, 403) for where in ("cross-site", "cross-site", "same-site", "same-site")
+    ]
+    # The browser sent its login with the forged form: only the refusal kept it from publishing.
+    assert any(r.headers.get("authorization") == ALICE for r in forged)
+    assert site.stored(feed) == ["the first"]
