@@ -1,6 +1,6 @@
 """Plain objects <-> SQL: the queries, and the transaction each request's work runs in, through
-dataset (SQLAlchemy underneath). No HTTP, no XML; the tables are schema.py's, the connection
-and what its errors mean database.py's.
+dataset (SQLAlchemy underneath). No HTTP, no XML; the tables are schema.py's, the statements
+built once per process statements.py's, the connection and what its errors mean database.py's.
 
 Every request's work runs in one transaction (`Store.transaction`), reads included. Within a
 feed, messages are numbered by a per-feed counter that publishers bump under the feed row's
@@ -35,7 +35,6 @@ from atommq.model import (
     new_message_uuid,
     seq_in,
 )
-from atommq.prepared import Prepared
 from atommq.retention import Limits
 from atommq.schema import (
     CONSUMERS,
@@ -46,6 +45,28 @@ from atommq.schema import (
     RENDERINGS,
     TEXT_ENTRIES,
     Schema,
+)
+from atommq.statements import (
+    ALL_CONSUMERS,
+    ALL_FEEDS,
+    APPEND,
+    BUMP,
+    BUMP_RETURNING,
+    BY_KEY,
+    COUNTER,
+    FEED_AND_CURSOR,
+    FEED_ROW,
+    MESSAGE,
+    NEWEST,
+    OLDEST,
+    PAGES,
+    PRUNE_WINDOW,
+    REMOVE,
+    RETURNING_DIALECTS,
+    SLOWEST,
+    UNRENDERED,
+    insert_feed_if_missing,
+    insert_if_missing,
 )
 
 
@@ -73,116 +94,6 @@ def _message(feed: str, row: Any) -> Message:
     ]
     draft = Draft(title, title_type, content, content_type, author, summary, summary_type or "")
     return Message(atom_id(uuid), feed, draft, published, updated)
-
-
-# Statements built once per process, not per request, and compiled once per database
-# (prepared.py): a request only passes its values. Bind names differ from column names, which
-# SQLAlchemy keeps for the SET and VALUES clauses.
-_B = sa.bindparam
-_FEED_ROW = Prepared(
-    sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq, FEEDS.c.updated).where(
-        FEEDS.c.name == _B("feed_name")
-    )
-)
-_BUMP = Prepared(
-    FEEDS.update()
-    .where(FEEDS.c.name == _B("feed_name"))
-    .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
-)
-_BUMP_RETURNING = Prepared(
-    FEEDS.update()
-    .where(FEEDS.c.name == _B("feed_name"))
-    .values(last_seq=FEEDS.c.last_seq + 1, updated=_B("now"))
-    .returning(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq)
-)
-_RETURNING = ("sqlite", "postgresql")  # the dialects with UPDATE ... RETURNING
-# The feed's row after its counter was bumped: the new message's seq, and what its uuid is made of.
-_COUNTER = Prepared(
-    sa.select(FEEDS.c.pk, FEEDS.c.uuid, FEEDS.c.last_seq).where(FEEDS.c.name == _B("feed_name"))
-)
-_BY_KEY = sa.select(*MESSAGE_COLUMNS, MESSAGES.c.atom).where(
-    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.idempotency_key == _B("key")
-)
-# The feed's row and, in the same round trip, the seq of the message a cursor names (NULL: none).
-_FEED_AND_CURSOR = Prepared(
-    sa.select(
-        FEEDS.c.pk,
-        FEEDS.c.uuid,
-        FEEDS.c.last_seq,
-        FEEDS.c.updated,
-        sa.select(MESSAGES.c.seq)
-        .where(MESSAGES.c.feed_pk == FEEDS.c.pk, MESSAGES.c.uuid == _B("message"))
-        .scalar_subquery(),
-    ).where(FEEDS.c.name == _B("feed_name"))
-)
-# A message and its stored renderings (RENDERINGS' order), by feed name and uuid, in one round trip.
-_MESSAGE = Prepared(
-    sa.select(*MESSAGE_COLUMNS, *RENDERINGS.values())
-    .join(FEEDS, FEEDS.c.pk == MESSAGES.c.feed_pk)
-    .where(FEEDS.c.name == _B("feed_name"), MESSAGES.c.uuid == _B("message"))
-)
-# A page of one stored rendering, by its name in RENDERINGS.
-_PAGES = {
-    form: Prepared(
-        sa.select(MESSAGES.c.seq, column)  # not uuid: a fifth of the time of a large page
-        .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
-        .order_by(MESSAGES.c.seq)
-        .limit(_B("most", type_=sa.Integer))
-    )
-    for form, column in RENDERINGS.items()
-}
-# The messages of a page that were stored without the rendering asked for, to be rendered.
-_UNRENDERED = sa.select(MESSAGES.c.seq, *MESSAGE_COLUMNS).where(
-    MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq.in_(_B("seqs", expanding=True))
-)
-# The oldest messages after a seq, for retention to weigh (prune), and their removal.
-_PRUNE_WINDOW = Prepared(
-    sa.select(MESSAGES.c.seq, MESSAGES.c.published)
-    .where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq > _B("after"))
-    .order_by(MESSAGES.c.seq)
-    .limit(_B("most", type_=sa.Integer))
-)
-_REMOVE = Prepared(MESSAGES.delete().where(MESSAGES.c.feed_pk == _B("pk"), MESSAGES.c.seq <= _B("upto")))
-_OLDEST = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == _B("pk"))
-# The lowest position of the feed's named consumers: what retention's keep unread keeps after.
-_SLOWEST = sa.select(sa.func.min(CONSUMERS.c.seq)).where(CONSUMERS.c.feed_pk == _B("pk"))
-# Named consumers with what their lag is made of: the feed's newest seq, the time of the oldest
-# message each has not processed (NULL: none held), and the feed's oldest seq held.
-_FIRST_UNREAD = (
-    sa.select(MESSAGES.c.published)
-    .where(MESSAGES.c.feed_pk == CONSUMERS.c.feed_pk, MESSAGES.c.seq > CONSUMERS.c.seq)
-    .order_by(MESSAGES.c.seq)
-    .limit(1)
-    .scalar_subquery()
-)
-_OLDEST_HELD = sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == CONSUMERS.c.feed_pk)
-_CONSUMERS = (
-    sa.select(
-        FEEDS.c.name,
-        CONSUMERS.c.name,
-        CONSUMERS.c.uuid,
-        CONSUMERS.c.updated,
-        CONSUMERS.c.seq,
-        FEEDS.c.last_seq,
-        _FIRST_UNREAD,
-        _OLDEST_HELD.scalar_subquery(),
-    )
-    .join(FEEDS, FEEDS.c.pk == CONSUMERS.c.feed_pk)
-    .order_by(FEEDS.c.name, CONSUMERS.c.name)
-)
-_NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
-_FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
-# A message is inserted with the seq that the feed's counter was just bumped to, read in the
-# INSERT itself (one round trip fewer than reading it first).
-_GIVEN = [column for column in MESSAGES.c if column.name not in ("feed_pk", "seq")]
-_APPEND = Prepared(
-    MESSAGES.insert().from_select(
-        ["feed_pk", "seq", *[column.name for column in _GIVEN]],
-        sa.select(FEEDS.c.pk, FEEDS.c.last_seq, *[_B("v_" + c.name, type_=c.type) for c in _GIVEN]).where(
-            FEEDS.c.name == _B("feed_name")
-        ),
-    )
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +135,10 @@ class Session:
         """The feed's pk, uuid, last_seq and updated; with a `cursor`, then the seq of the
         message it names (None: the feed has none such), in the same round trip."""
         if cursor is None:
-            row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+            row = FEED_ROW.run(self._conn, {"feed_name": name}).first()
         else:
             values = {"feed_name": name, "message": message_uuid(cursor)}
-            row = _FEED_AND_CURSOR.run(self._conn, values).first()
+            row = FEED_AND_CURSOR.run(self._conn, values).first()
         if row is None:
             deleted = sa.select(sa.func.max(DELETED_FEEDS.c.deleted)).where(DELETED_FEEDS.c.name == name)
             when = self._conn.execute(deleted).scalar()
@@ -258,7 +169,7 @@ class Session:
         bump = {"feed_name": name, "now": now}
         pk, feed_uuid, seq = self._bump(bump) or self._bump(bump, create=True)
         if key is not None:
-            stored = self._conn.execute(_BY_KEY, {"pk": pk, "key": key}).first()
+            stored = self._conn.execute(BY_KEY, {"pk": pk, "key": key}).first()
             if stored is not None:
                 self._undo_bump(pk)
                 return _message(name, stored), _entry_bytes(stored.atom), True
@@ -284,7 +195,7 @@ class Session:
             },
         }
         values.update({form: None for form in RENDERINGS if form not in values})
-        _APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
+        APPEND.run(self._conn, {"feed_name": name, **{"v_" + k: v for k, v in values.items()}})
         return message, rendered.get("atom"), False
 
     def _bump(self, bump: dict[str, str], create: bool = False) -> Any:
@@ -292,16 +203,17 @@ class Session:
         uuid and new last_seq, or None when the feed does not exist. In one round trip where
         UPDATE ... RETURNING exists (SQLite, PostgreSQL), in two elsewhere (MariaDB)."""
         if create:
-            self._conn.execute(
-                self._insert_feed_if_missing(bump["feed_name"], str(uuidlib.uuid4()), bump["now"])
+            new_feed = insert_feed_if_missing(
+                self._dialect, bump["feed_name"], str(uuidlib.uuid4()), bump["now"]
             )
-        if self._dialect in _RETURNING:
+            self._conn.execute(new_feed)
+        if self._dialect in RETURNING_DIALECTS:
             # All of it: a RETURNING statement left unfinished keeps its statement open.
-            rows = _BUMP_RETURNING.run(self._conn, bump).all()
+            rows = BUMP_RETURNING.run(self._conn, bump).all()
             return rows[0] if rows else None
-        if _BUMP.run(self._conn, bump).rowcount == 0:
+        if BUMP.run(self._conn, bump).rowcount == 0:
             return None
-        return _COUNTER.run(self._conn, {"feed_name": bump["feed_name"]}).first()
+        return COUNTER.run(self._conn, {"feed_name": bump["feed_name"]}).first()
 
     def _undo_bump(self, feed_pk: int) -> None:
         """Give back the seq that a replayed publish took, and the feed's time: that of its
@@ -316,34 +228,14 @@ class Session:
         undo = FEEDS.update().where(FEEDS.c.pk == feed_pk)
         self._conn.execute(undo.values(last_seq=FEEDS.c.last_seq - 1, updated=newest))
 
-    def _insert_feed_if_missing(self, name: str, feed_uuid: str, now: str) -> sa.Executable:
-        # Concurrent first posts to a new feed: the loser's insert is ignored, never an error.
-        return self._insert_if_missing(
-            FEEDS, {"name": name, "uuid": feed_uuid, "last_seq": 0, "updated": now}
-        )
-
     def _inserted(self, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless its key is taken; whether it was. (An INSERT's rowcount is -1
         on PostgreSQL here: where there is RETURNING, a row returned tells.)"""
-        insert = self._insert_if_missing(table, values)
-        if self._dialect in _RETURNING:
+        insert = insert_if_missing(self._dialect, table, values)
+        if self._dialect in RETURNING_DIALECTS:
             assert isinstance(insert, sa.Insert)
             return self._conn.execute(insert.returning(*table.primary_key.columns)).first() is not None
         return self._conn.execute(insert).rowcount == 1
-
-    def _insert_if_missing(self, table: sa.Table, values: dict[str, Any]) -> sa.Executable:
-        """An INSERT that does nothing (rowcount 0) where the row's key or name is taken."""
-        if self._dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            return sqlite_insert(table).values(values).on_conflict_do_nothing()
-        if self._dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).values(values).on_conflict_do_nothing()
-        if self._dialect in ("mysql", "mariadb"):
-            return table.insert().prefix_with("IGNORE").values(values)
-        return table.insert().values(values)
 
     def locate(self, name: str, cursor: str | None, inclusive: bool, last: int | None = None) -> Position:
         """The feed and the place a page starts: after (or at) the message `cursor`; or, with
@@ -372,7 +264,7 @@ class Session:
         claimed = seq_in(message_uuid(cursor), feed_uuid)
         if claimed is None or claimed > last_seq:
             self._unknown(name, cursor)
-        oldest = self._conn.execute(_OLDEST, {"pk": pk}).scalar()
+        oldest = self._conn.execute(OLDEST, {"pk": pk}).scalar()
         held_from = last_seq + 1 if oldest is None else oldest
         missed = max(0, held_from - claimed - (0 if inclusive else 1))
         if missed == 0:
@@ -401,7 +293,7 @@ class Session:
         """Up to `limit` messages from `position`, oldest first: their stored rendering `form`
         (a name in RENDERINGS), or the message itself where it was stored without it."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
-        found = _PAGES[form].run(self._conn, page).all()
+        found = PAGES[form].run(self._conn, page).all()
         rows = found[:limit]
         if self._text_entries:
             rows = [(seq, _entry_bytes(stored)) for seq, stored in rows]
@@ -409,14 +301,14 @@ class Session:
         unrendered = [seq for seq, stored in rows if stored is None]
         if unrendered:
             missing = {"pk": position.feed_pk, "seqs": unrendered}
-            found_messages = self._conn.execute(_UNRENDERED, missing)
+            found_messages = self._conn.execute(UNRENDERED, missing)
             messages = {row[0]: _message(position.feed.name, row[1:]) for row in found_messages}
             entries = [messages[seq] if stored is None else stored for seq, stored in rows]
         return Page(position.feed, entries, len(found) > limit, position.version)
 
     def message(self, name: str, message_id: str, form: str = "atom") -> tuple[Message, bytes | None]:
         """A message, and its stored rendering `form` (None: stored without it)."""
-        row = _MESSAGE.run(self._conn, {"feed_name": name, "message": message_uuid(message_id)}).first()
+        row = MESSAGE.run(self._conn, {"feed_name": name, "message": message_uuid(message_id)}).first()
         if row is None:
             self._feed_row(name)  # which is missing: the feed, or the message
             raise NotFound(f"feed {name!r} has no message with id {message_id!r}")
@@ -429,16 +321,16 @@ class Session:
         at time `now`, and (with `remove`) delete those that go: a run from the oldest that
         stops at the first message kept, so that a message the rules keep is never removed,
         even one stored out of time order (clocks of two web servers)."""
-        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+        row = FEED_ROW.run(self._conn, {"feed_name": name}).first()
         if row is None:
             return Pruned(after, 0, False)
         pk, last_seq = row[0], row[2]
         by_count = last_seq - limits.max_messages if limits.max_messages is not None else 0
         by_age = _before(now, limits.max_age) if limits.max_age is not None else None
-        window = _PRUNE_WINDOW.run(self._conn, {"pk": pk, "after": after, "most": most}).all()
+        window = PRUNE_WINDOW.run(self._conn, {"pk": pk, "after": after, "most": most}).all()
         # keep unread: what the slowest named consumer has not processed is kept up to the hard
         # limits (past them it goes, and that consumer's cursor gets its 410).
-        slowest = self._conn.execute(_SLOWEST, {"pk": pk}).scalar() if limits.keeps_unread else None
+        slowest = self._conn.execute(SLOWEST, {"pk": pk}).scalar() if limits.keeps_unread else None
         hard_count = last_seq - limits.unread_messages if limits.unread_messages is not None else -1
         hard_age = _before(now, limits.unread_age) if limits.unread_age is not None else ""
         upto, count = after, 0
@@ -449,14 +341,14 @@ class Session:
                 break
             upto, count = seq, count + 1
         if remove and count:
-            _REMOVE.run(self._conn, {"pk": pk, "upto": upto})
+            REMOVE.run(self._conn, {"pk": pk, "upto": upto})
         return Pruned(upto, count, count == len(window) == most)
 
     def delete_feed(self, name: str, now: str) -> int:
         """Delete the feed, what messages it still has (Store.delete_feed removed the rest in
         batches) and its named consumers; remember its uuid (a cursor from it: 410). Returns how
         many messages went here. A publisher waiting for the feed's row makes a new feed."""
-        row = _FEED_ROW.run(self._conn, {"feed_name": name}).first()
+        row = FEED_ROW.run(self._conn, {"feed_name": name}).first()
         if row is None:
             raise NotFound(f"feed {name!r} does not exist")
         pk, feed_uuid, last_seq = row[0], row[1], row[2]
@@ -472,7 +364,7 @@ class Session:
         self, now: datetime.datetime, feed: str | None = None, consumer: str | None = None
     ) -> list[Consumer]:
         """The named consumers (of `feed`; called `consumer`) with their lag at `now`."""
-        query = _CONSUMERS
+        query = ALL_CONSUMERS
         if feed is not None:
             query = query.where(FEEDS.c.name == feed)
         if consumer is not None:
@@ -584,10 +476,10 @@ class Session:
 
     def newest(self, names: list[str]) -> dict[str, int]:
         """The seq of each named feed's newest message (a feed that does not exist: absent)."""
-        return dict(self._conn.execute(_NEWEST, {"names": names}).all())
+        return dict(self._conn.execute(NEWEST, {"names": names}).all())
 
     def feeds(self) -> list[Feed]:
-        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in _FEEDS.run(self._conn, {})]
+        return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in ALL_FEEDS.run(self._conn, {})]
 
 
 def _before(now: datetime.datetime, seconds: int) -> str:
