@@ -270,8 +270,9 @@ class Browser:
         return list(entries)
 
     def requests(self) -> list["Sent"]:
-        """The requests Chromium sent since the last call (or log("performance")), in order,
-        with the headers as sent (a login among them) and the status they were answered."""
+        """The requests Chromium made since the last call (or log("performance")), in order,
+        with the headers as sent (a login among them) and the status they were answered, or
+        why they were not (a request that a page's policy refused is among them)."""
         sent: dict[str, Sent] = {}
         for entry in self.log("performance"):
             event = json.loads(entry["message"])["message"]
@@ -283,14 +284,16 @@ class Browser:
                     earlier.status = params["redirectResponse"]["status"]
                     sent[f"{key}/{len(sent)}"] = earlier
                 # Its ExtraInfo (the headers as sent) may come before it.
-                found = sent.setdefault(key, Sent("", "", {}, None))
+                found = sent.setdefault(key, Sent("", "", {}))
                 found.method, found.url = request["method"], request["url"]
                 continue
-            found = sent.setdefault(params.get("requestId", ""), Sent("", "", {}, None))
+            found = sent.setdefault(params.get("requestId", ""), Sent("", "", {}))
             if method == "Network.requestWillBeSentExtraInfo":
                 found.headers.update({k.lower(): v for k, v in params["headers"].items()})
             elif method == "Network.responseReceived":
                 found.status = params["response"]["status"]
+            elif method == "Network.loadingFailed":
+                found.blocked = params.get("blockedReason") or params.get("errorText")
         return [s for s in sent.values() if s.url]
 
 
@@ -301,4 +304,5 @@ class Sent:
     method: str
     url: str
     headers: dict[str, str]  # lower-case names; those the network stack added too (a login)
-    status: int | None  # None: not answered (refused by the page's policy, or cancelled)
+    status: int | None = None  # None: not answered
+    blocked: str | None = None  # why it was not sent or not answered: "csp" (the page's policy), ...
