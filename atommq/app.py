@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from atommq import atom, browser, html, inbound, jsonfeed, retention
 from atommq.config import Config
@@ -39,6 +39,7 @@ from atommq.errors import (
     MethodNotAllowed,
     NotFound,
     StoreConflict,
+    Unauthorized,
     plain_text,
 )
 from atommq.guard import Guard
@@ -164,6 +165,9 @@ class _App:
         if path in ("", "/"):
             _allow(method, ("GET", "HEAD"))
             return self.service(environ)
+        if path == "/login":
+            _allow(method, ("GET", "HEAD"))
+            return self.login(environ)
         static = re.fullmatch(r"/static/([0-9a-f]{1,32})/([a-z.]+)", path)
         if static is not None:
             _allow(method, ("GET", "HEAD"))
@@ -239,6 +243,19 @@ class _App:
             document = jsonfeed.render_service(listed, consumers)
             return "200 OK", [("Content-Type", "application/json"), VARY], document
         return "200 OK", [("Content-Type", SERVICE_TYPE), VARY], atom.render_service(listed, consumers)
+
+    def login(self, environ: Environ) -> Response:
+        """A browser's login (a page's "Log in to publish"): 401 until it sends one, then back to
+        the feed's page. At /login, not under a feed: a browser then sends the login with every
+        request under AtomMQ's prefix (RFC 7617 2.2: the 401's URL sets where it applies)."""
+        try:
+            feed = dict(parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=5)).get("feed", "")
+        except ValueError:
+            raise BadRequest("the query string is not valid; use /login?feed=NAME") from None
+        if self.config.access.enabled and self.guard.caller(environ) is None:
+            raise Unauthorized("log in with your AtomMQ user name and password")
+        target = self.feed_href(environ, feed) if FEED_NAME.match(feed) else self.base(environ) + "/"
+        return "303 See Other", [("Location", target), ("Content-Type", TEXT_TYPE)], b"logged in\n"
 
     def consumer(self, environ: Environ, method: str, feed: str, name: str, body: bytes) -> Response:
         """A named consumer: GET its last message's id (as text; as JSON with its lag), PUT one
@@ -348,7 +365,13 @@ class _App:
             self_href=f"{href}?{start.asked}" if start.asked else href,
             next_href=next_href,
             newest_href=f"{href}?last={HTML_PAGE_SIZE}",
-            form=html.form_for(href, may, could, key=str(uuid.uuid4())),
+            form=html.form_for(
+                href,
+                f"{self.base(environ)}/login?feed={quote(name, safe='')}",
+                may,
+                could,
+                key=str(uuid.uuid4()),
+            ),
         )
         return browser.page(document, etag)
 

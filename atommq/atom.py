@@ -223,6 +223,18 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
+def xhtml_as_html(text: str) -> str:
+    """An xhtml message's markup (the inner XML of its <content>, as stored) as HTML, for a
+    browser's HTML parser: elements without their namespaces, and an empty one written
+    <b></b>, not <b/> (which an HTML parser reads as an open <b> around all that follows)."""
+    wrapper = etree.fromstring(f"<w>{text}</w>", _PARSER)
+    for node in wrapper.iter(etree.Element):
+        node.tag = etree.QName(node).localname
+    etree.cleanup_namespaces(wrapper)
+    html = str(etree.tostring(wrapper, method="html", encoding="unicode"))
+    return html[len("<w>") : -len("</w>")]
+
+
 def _add_text(parent: etree._Element, tag: str, text: str) -> etree._Element:
     element = etree.SubElement(parent, tag)
     element.text = text

@@ -14,7 +14,9 @@ import base64
 import binascii
 from html import escape
 
-from atommq.atom import is_xml_media_type
+import lxml.html
+
+from atommq.atom import is_xml_media_type, xhtml_as_html
 from atommq.model import Consumer, Feed, Message, Page, message_uuid
 
 # The most characters of a message a feed page shows; its own page shows it whole.
@@ -216,13 +218,13 @@ def render_feed(
     return before + articles + after
 
 
-def form_for(feed_href: str, may_publish: bool, may_log_in: bool, key: str) -> str:
+def form_for(feed_href: str, login_href: str, may_publish: bool, may_log_in: bool, key: str) -> str:
     """The publish form of a feed page for a caller who may publish; for one who may once
-    logged in, a link that asks the browser to log in; else nothing."""
+    logged in, a link that asks the browser to log in (`login_href`); else nothing."""
     if may_publish:
         return publish_form(feed_href, key)
     if may_log_in:
-        return f'<p class="login"><a href="{_e(feed_href)}/form">Log in to publish</a></p>'
+        return f'<p class="login"><a href="{_e(login_href)}">Log in to publish</a></p>'
     return ""
 
 
@@ -281,6 +283,31 @@ def render_entry(message: Message, *, feed_href: str, home: str, static: str) ->
     return _page(f"{_heading(message)} · {message.feed} · AtomMQ", body, links=links, static=static)
 
 
+# Elements that would make the reader's browser connect somewhere (a preconnect or an <iframe>
+# is no fetch a CSP can refuse: the publisher would learn who read the message, and when) or
+# that have no place in a message shown in a frame. Dropped from a rendered view, with all
+# they hold; the sandbox and its CSP stay, for what is left.
+_DROPPED = (
+    "script", "noscript", "link", "meta", "base", "iframe", "frame", "frameset", "object",
+    "embed", "applet", "portal", "fencedframe", "template", "form",
+)  # fmt: skip
+
+
 def rendered(message: Message) -> bytes:
-    """An html or xhtml message's markup as a document of its own, for the sandboxed frame."""
-    return f'<!DOCTYPE html>\n<meta charset="utf-8">\n{message.draft.content}\n'.encode()
+    """An html or xhtml message's markup as a document of its own, for the sandboxed frame:
+    parsed as a browser would (xhtml as HTML first), without the _DROPPED elements."""
+    content = message.draft.content
+    if message.draft.content_type == "xhtml":
+        content = xhtml_as_html(content)
+    root = lxml.html.fragment_fromstring(content, create_parent="div") if content.strip() else None
+    markup = ""
+    if root is not None:
+        for node in list(root.iter(*_DROPPED)):
+            node.drop_tree()
+        for node in root.iter():  # nothing runs in the sandbox; handlers and script links not even kept
+            for name, value in list(node.attrib.items()):
+                script_link = "".join(value.split()).lower().startswith("javascript:")
+                if name.lower().startswith("on") or script_link:
+                    del node.attrib[name]
+        markup = lxml.html.tostring(root, encoding="unicode")
+    return f'<!DOCTYPE html>\n<meta charset="utf-8">\n{markup}\n'.encode()
