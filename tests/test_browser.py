@@ -153,6 +153,28 @@ def articles(browser: Browser) -> list[str]:
     return list(browser.run(script))
 
 
+ATOM = "http://www.w3.org/2005/Atom"
+ATOM_TYPE = "application/atom+xml;type=entry"
+
+
+def atom_entry(title: str, content: str, kind: str = "text", title_kind: str = "text", **more: str) -> bytes:
+    """An Atom entry; `content` of kind xhtml or an XML media type is XML, put in as elements;
+    `more`: its author (a name) and summary."""
+    document = etree.Element(f"{{{ATOM}}}entry")
+    etree.SubElement(document, f"{{{ATOM}}}title", type=title_kind).text = title
+    if "author" in more:
+        author = etree.SubElement(document, f"{{{ATOM}}}author")
+        etree.SubElement(author, f"{{{ATOM}}}name").text = more["author"]
+    if "summary" in more:
+        etree.SubElement(document, f"{{{ATOM}}}summary").text = more["summary"]
+    element = etree.SubElement(document, f"{{{ATOM}}}content", type=kind)
+    if kind == "xhtml" or kind.endswith("+xml"):
+        element.append(etree.fromstring(content))
+    else:
+        element.text = content
+    return bytes(etree.tostring(document))
+
+
 # 1. The service page and paging
 
 
@@ -430,12 +452,10 @@ class _Hit(socketserver.BaseRequestHandler):
             pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def listener() -> Iterator[Listener]:
+    """A new port for each test: Chromium keeps connections it opened to one for a while."""
     yield from serving(Listener())
-
-
-ATOM = "http://www.w3.org/2005/Atom"
 
 
 def corpus(port: int) -> list[tuple[str, bytes, str]]:
@@ -488,37 +508,21 @@ p {{ width: expression({run("css-expression")}); }}
 <script>{run("svg-type-script")}</script><image href="{away}/svg-type-image"/></svg>"""
     closing = f'</title></head><script>{run("title-closes")}</script><img src=x onerror="{run("title-img")}">'
 
-    def entry(title: str, content: str, kind: str, title_kind: str = "text", **more: str) -> bytes:
-        document = etree.Element(f"{{{ATOM}}}entry")
-        etree.SubElement(document, f"{{{ATOM}}}title", type=title_kind).text = title
-        if "author" in more:
-            author = etree.SubElement(document, f"{{{ATOM}}}author")
-            etree.SubElement(author, f"{{{ATOM}}}name").text = more["author"]
-        if "summary" in more:
-            etree.SubElement(document, f"{{{ATOM}}}summary").text = more["summary"]
-        element = etree.SubElement(document, f"{{{ATOM}}}content", type=kind)
-        if kind == "xhtml" or kind.endswith("+xml"):
-            element.append(etree.fromstring(content))
-        else:
-            element.text = content
-        return bytes(etree.tostring(document))
-
-    atom_type = "application/atom+xml;type=entry"
     return [
         ("text, posted as is", f"hostile text: {tags}".encode(), "text/plain"),
         (
             "a title that closes the tag",
-            entry(closing, f"</pre>{tags}", "text", author=closing, summary=tags),
-            atom_type,
+            atom_entry(closing, f"</pre>{tags}", "text", author=closing, summary=tags),
+            ATOM_TYPE,
         ),
         (
             "html",
-            entry(html.escape(f'<img src=x onerror="{run("html-title")}">'), tags, "html", "html"),
-            atom_type,
+            atom_entry(html.escape(f'<img src=x onerror="{run("html-title")}">'), tags, "html", "html"),
+            ATOM_TYPE,
         ),
-        ("xhtml", entry("xhtml", xhtml, "xhtml"), atom_type),
-        ("text/html", entry("text/html", tags, "text/html"), atom_type),
-        ("svg", entry("svg", svg, "image/svg+xml"), atom_type),
+        ("xhtml", atom_entry("xhtml", xhtml, "xhtml"), ATOM_TYPE),
+        ("text/html", atom_entry("text/html", tags, "text/html"), ATOM_TYPE),
+        ("svg", atom_entry("svg", svg, "image/svg+xml"), ATOM_TYPE),
         ("html, posted as is", f"hostile html: {tags}".encode(), "text/html"),
         ("a cut inside a tag", ("A" * 1990 + tags).encode(), "text/plain"),
         ("binary", b"\x00\xff" + tags.encode(), "application/octet-stream"),
@@ -543,7 +547,6 @@ def test_the_hostile_corpus_runs_nothing_and_fetches_nothing(
 ) -> None:
     feed, url = f"hostile.{kind}", site.url(kind)
     origin = url.removesuffix("/atommq")
-    listener.hits.clear()
     site.publish(kind, feed, "the hostile corpus follows")
     reader.get(f"{url}/feed={feed}")
     reader.requests()
@@ -616,13 +619,94 @@ def test_a_rendered_message_opens_no_connection_anywhere(
     kind: str, site: Site, reader: Browser, listener: Listener
 ) -> None:
     away = f"http://127.0.0.1:{listener.port}"
-    listener.hits.clear()
     for tag in (f'<link rel="preconnect" href="{away}">', f'<iframe src="{away}/frame"></iframe>'):
-        body = (
-            f"<entry xmlns='{ATOM}'><title>t</title><content type='html'>{html.escape(tag)}</content></entry>"
-        )
-        message = site.publish(kind, f"connections.{kind}", body, "application/atom+xml")
+        message = site.publish(kind, f"connections.{kind}", atom_entry("t", tag, "html"), ATOM_TYPE)
         reader.get(f"{site.url(kind)}/feed=connections.{kind}/entry={message}")
         assert reader.find_all("iframe.rendered")
     time.sleep(0.5)
     assert listener.hits == []
+
+
+@ONE_WAY
+@pytest.mark.xfail(
+    strict=True,
+    reason="server: an xhtml message is written into its rendered HTML document as XML, where "
+    "an empty element comes out as <b/>; an HTML parser reads that as an open <b> that takes in "
+    "the rest of the message: the frame shows other markup than was published",
+)
+def test_an_xhtml_message_is_rendered_in_its_frame_as_its_markup(
+    kind: str, site: Site, reader: Browser
+) -> None:
+    xhtml = "<div xmlns='http://www.w3.org/1999/xhtml'><p>plain <b></b>still plain</p><p>after</p></div>"
+    message = site.publish(kind, f"xhtml.{kind}", atom_entry("t", xhtml, "xhtml"), ATOM_TYPE)
+    reader.get(f"{site.url(kind)}/feed=xhtml.{kind}/entry={message}")
+    reader.frame(reader.find("iframe.rendered"))
+    try:
+        bold = reader.run("return Array.from(document.querySelectorAll('b'), b => b.textContent)")
+    finally:
+        reader.frame(None)
+    assert bold == [""]
+
+
+# 5. Every page on a phone and a wide screen
+
+
+SCREENS = ARTIFACTS / "screenshots"
+# (width, height, a phone's): an iPhone 12 to 15's viewport, and a laptop's.
+SCREEN_SIZES = ((390, 844, True), (1280, 900, False))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_width(path: Path) -> int:
+    data = path.read_bytes()
+    assert data.startswith(PNG), path
+    return int.from_bytes(data[16:20], "big")  # the IHDR chunk's width
+
+
+@ONE_WAY
+def test_every_page_fits_a_phone_and_a_wide_screen(kind: str, site: Site, reader: Browser) -> None:
+    """Saves each page's screenshot in ATOMMQ_ARTIFACTS/screenshots (PAGE-WIDTH.png); with
+    ATOMMQ_DOCS_SCREENSHOT=1, the wide feed page's as docs/browser.png too."""
+    feed, url = "deploys", site.url(kind)
+    disk = atom_entry("cron on web-2", "disk 91% full on web-2 (/var: 18.2 of 20 GB)")
+    first = site.publish(kind, feed, disk, ATOM_TYPE)
+    backup = (
+        '{"job":"nightly-backup","status":"done","bytes":48213342,"path":"/srv/backups/2026/12/03/db.sql.gz"}'
+    )
+    site.publish(kind, feed, backup, "application/json")
+    deployed = (
+        "<p>Deployed <b>v2.4.1</b>: 12 files, 3 migrations.</p><table><tr><th>host</th><th>status</th></tr>"
+        "<tr><td>web-1</td><td>ok</td></tr><tr><td>web-2</td><td>ok</td></tr></table>"
+    )
+    entry = atom_entry("Deployed v2.4.1 to production", deployed, "html", author="deploy bot")
+    message = site.publish(kind, feed, entry, ATOM_TYPE)
+    status, _, text = request(
+        site.server(kind).port, "PUT", f"/atommq/feed={feed}/consumer=mailer", f"urn:uuid:{first}".encode()
+    )
+    assert status in (200, 201), text
+    pages = {
+        "service": f"{url}/",
+        "feed": f"{url}/feed={feed}",
+        "message": f"{url}/feed={feed}/entry={message}",
+        "form": f"{url}/feed={feed}/form",
+    }
+    try:
+        for worker, (width, height, phone) in enumerate(SCREEN_SIZES, 1):
+            reader.viewport(width, height, mobile=phone)
+            for name, page in pages.items():
+                reader.get(page)
+                if name == "feed":  # a message arrives while the page is open
+                    drained = atom_entry(f"worker-{worker}", "queue drained: 0 jobs waiting")
+                    site.publish(kind, feed, drained, ATOM_TYPE)
+                    reader.wait(lambda: reader.find(".status").text == "1 new message.", what="it")
+                # Laid out at the screen's width (the page's viewport meta), none of it wider.
+                assert reader.run("return window.innerWidth") == width, name
+                assert reader.run("return document.documentElement.scrollWidth") <= width, name
+                shot = SCREENS / f"{name}-{width}.png"
+                reader.screenshot(shot)
+                assert png_width(shot) == width
+    finally:
+        reader.viewport(1280, 900)
+    if os.environ.get("ATOMMQ_DOCS_SCREENSHOT"):
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(SCREENS / "feed-1280.png", ROOT / "docs" / "browser.png")
