@@ -712,3 +712,21 @@ def test_every_page_fits_a_phone_and_a_wide_screen(kind: str, site: Site, reader
     if os.environ.get("ATOMMQ_DOCS_SCREENSHOT"):
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(SCREENS / "feed-1280.png", ROOT / "docs" / "browser.png")
+
+
+@ONE_WAY
+def test_with_scripts_off_a_feed_page_offers_a_reload_link_that_shows_new_messages(
+    kind: str, site: Site, driver: Driver
+) -> None:
+    feed = f"noscript.{kind}"
+    first = site.publish(kind, feed, "already here")
+    with driver.session() as browser:
+        browser.cdp("Emulation.setScriptExecutionDisabled", value=True)
+        browser.get(f"{site.url(kind)}/feed={feed}")
+        reload = browser.find("a.reload")
+        assert reload.displayed() and reload.text == "Check for new messages"
+        later = site.publish(kind, feed, "published after the page was opened")
+        time.sleep(0.3)
+        assert articles(browser) == [f"m-{first}"]  # no script: nothing comes by itself
+        reload.click()
+        assert articles(browser) == [f"m-{first}", f"m-{later}"]
