@@ -200,26 +200,33 @@ def test_the_service_page_lists_the_feeds_and_a_feed_page_pages_through_next_to_
         if not following:
             break
         following[0].click()
-    assert pages == 3 and shown == [f"m-{uuid}" for uuid in long_feed]
+    assert pages == 3 and shown == [f"m-{m}" for m in long_feed]
     assert reader.find("article.message:last-of-type pre").text == f"m{LONG_FEED - 1}"
     # The last page links the newest messages; its script follows the feed, so no reload link.
     assert reader.find("nav.pages a").text == "Newest"
     reader.wait(lambda: not reader.find("a.reload").displayed(), what="the reload link hidden")
     reader.find("nav.pages a").click()
-    assert articles(reader) == [f"m-{uuid}" for uuid in long_feed[-PAGE_SIZE:]]
+    assert articles(reader) == [f"m-{m}" for m in long_feed[-PAGE_SIZE:]]
 
 
 # 2. Live messages
+
+
+def open_new_feed(browser: Browser, site: Site, kind: str, name: str) -> tuple[str, str]:
+    """Feed NAME.KIND made by a first message, and its page opened: its name, and the first's
+    uuid."""
+    feed = f"{name}.{kind}"
+    first = site.publish(kind, feed, "already here")
+    browser.get(f"{site.url(kind)}/feed={feed}")
+    assert articles(browser) == [f"m-{first}"]
+    return feed, first
 
 
 @EACH_WAY
 def test_a_message_published_by_another_process_appears_on_an_open_feed_page(
     kind: str, site: Site, reader: Browser
 ) -> None:
-    feed = f"live.{kind}"
-    first = site.publish(kind, feed, "already here")
-    reader.get(f"{site.url(kind)}/feed={feed}")
-    assert articles(reader) == [f"m-{first}"]
+    feed, first = open_new_feed(reader, site, kind, "live")
     reader.run("window.notReloaded = true")
     published = subprocess.run(
         [
@@ -239,13 +246,29 @@ def test_a_message_published_by_another_process_appears_on_an_open_feed_page(
         timeout=60,
     )
     assert published.returncode == 0, published.stderr
-    uuid = published.stdout.strip().removeprefix("urn:uuid:")
-    article = reader.wait(lambda: reader.find(f"#m-{uuid}"), what="the new message")
+    message = published.stdout.strip().removeprefix("urn:uuid:")
+    article = reader.wait(lambda: reader.find(f"#m-{message}"), what="the new message")
     assert article.find("h2").text == "cron on web-2"
     assert article.find("pre").text == "disk 91% full on web-2"
     assert reader.wait(lambda: reader.find(".status").text == "1 new message.", what="the status line")
-    assert articles(reader) == [f"m-{first}", f"m-{uuid}"]
+    assert articles(reader) == [f"m-{first}", f"m-{message}"]
     assert reader.run("return window.notReloaded") is True
+
+
+@ONE_WAY
+def test_with_scripts_off_a_feed_page_offers_a_reload_link_that_shows_new_messages(
+    kind: str, site: Site, driver: Driver
+) -> None:
+    with driver.session() as browser:
+        browser.cdp("Emulation.setScriptExecutionDisabled", value=True)
+        feed, first = open_new_feed(browser, site, kind, "noscript")
+        reload = browser.find("a.reload")
+        assert reload.displayed() and reload.text == "Check for new messages"
+        later = site.publish(kind, feed, "published after the page was opened")
+        time.sleep(0.3)
+        assert articles(browser) == [f"m-{first}"]  # no script: nothing comes by itself
+        reload.click()
+        assert articles(browser) == [f"m-{first}", f"m-{later}"]
 
 
 # 3. The publish form: with a login, and without
@@ -303,8 +326,8 @@ def test_the_login_link_asks_the_browser_to_log_in_and_then_its_form_publishes(
         browser.get(with_login(f"{feed_url}/form"))
         assert browser.find("h1").text == f"Publish to {feed}"
         fill_form(browser, "from the form", "typed by alice\nin two lines")
-        uuid = sent_back(browser, feed_url)
-        article = browser.find(f"#m-{uuid}")
+        message = sent_back(browser, feed_url)
+        article = browser.find(f"#m-{message}")
         assert article.find("h2").text == "from the form"
         assert article.find("pre").text == "typed by alice\nin two lines"
     assert site.stored(feed) == ["the first", "typed by alice\nin two lines"]
@@ -326,8 +349,8 @@ def test_a_browser_that_sends_its_login_gets_the_form_on_the_feed_page(
         browser.get(feed_url)
         assert browser.find_all("p.login") == []
         fill_form(browser, "", entry, kind="atom")
-        uuid = sent_back(browser, feed_url)
-        article = browser.find(f"#m-{uuid}")
+        message = sent_back(browser, feed_url)
+        article = browser.find(f"#m-{message}")
         assert article.find("h2").text == "an entry" and article.find("pre").text == "in XML"
         assert browser.find("form.publish textarea").property("value") == ""  # a new form
     assert site.stored(feed) == ["the first", "in XML"]
@@ -712,21 +735,3 @@ def test_every_page_fits_a_phone_and_a_wide_screen(kind: str, site: Site, reader
     if os.environ.get("ATOMMQ_DOCS_SCREENSHOT"):
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(SCREENS / "feed-1280.png", ROOT / "docs" / "browser.png")
-
-
-@ONE_WAY
-def test_with_scripts_off_a_feed_page_offers_a_reload_link_that_shows_new_messages(
-    kind: str, site: Site, driver: Driver
-) -> None:
-    feed = f"noscript.{kind}"
-    first = site.publish(kind, feed, "already here")
-    with driver.session() as browser:
-        browser.cdp("Emulation.setScriptExecutionDisabled", value=True)
-        browser.get(f"{site.url(kind)}/feed={feed}")
-        reload = browser.find("a.reload")
-        assert reload.displayed() and reload.text == "Check for new messages"
-        later = site.publish(kind, feed, "published after the page was opened")
-        time.sleep(0.3)
-        assert articles(browser) == [f"m-{first}"]  # no script: nothing comes by itself
-        reload.click()
-        assert articles(browser) == [f"m-{first}", f"m-{later}"]
