@@ -1,13 +1,15 @@
 """What a person sees in a real browser: headless Chromium (tests/browser.py, through
 chromedriver) on the pages that real lighttpd serves from deploy/lighttpd.conf, through FastCGI
 and through CGI. The service page lists the feeds, a feed page pages through `next`, a message
-published by another process appears on an open page, the publish form publishes for a user
-who logged in and for no one else (nor for another site's page), a hostile corpus of messages
-runs nothing and fetches nothing, and every page fits a phone and a wide screen. Screenshots of
+published by another process appears on an open page (with scripts off, a reload link shows
+it), the publish form publishes for a user who logged in and for no one else (nor for another
+site's page), a hostile corpus of messages runs nothing, fetches nothing and connects nowhere,
+and every page fits a phone and a wide screen. Screenshots of
 the pages go to $ATOMMQ_ARTIFACTS/screenshots (default /tmp/atommq-artifacts); with
 ATOMMQ_DOCS_SCREENSHOT=1 the feed page's is also written to docs/browser.png, for the README.
 
-One Chromium (an empty profile, no login) serves the module; a test that logs in starts its own.
+One Chromium (an empty profile, no login) serves the module; a test that logs in, or turns
+scripts off, starts its own.
 """
 
 import base64
@@ -274,22 +276,10 @@ def test_with_scripts_off_a_feed_page_offers_a_reload_link_that_shows_new_messag
 # 3. The publish form: with a login, and without
 
 
-def server_bug(reason: str) -> pytest.MarkDecorator:
-    """A test that AtomMQ fails today, for `reason` (strict: it is news when it passes)."""
-    return pytest.mark.xfail(strict=True, reason=f"server: {reason}")
-
-
 def with_login(url: str) -> str:
     """`url` with alice's name and password in it: how a headless Chromium, which has no login
     prompt, answers the 401 that asks it to log in (as a person types them into the prompt)."""
     return url.replace("http://", f"http://alice:{quote(PASSWORDS['alice'])}@", 1)
-
-
-def fill_form(browser: Browser, title: str, content: str, kind: str = "text") -> None:
-    browser.find("form.publish input[name=title]").type(title)
-    browser.find("form.publish textarea[name=content]").type(content)
-    browser.find(f"form.publish input[name=kind][value={kind}]").click()
-    browser.find("form.publish button[type=submit]").click()
 
 
 def alices_feed(site: Site, kind: str, name: str) -> tuple[str, str]:
@@ -300,78 +290,57 @@ def alices_feed(site: Site, kind: str, name: str) -> tuple[str, str]:
     return feed, f"{site.url(kind)}/feed={feed}"
 
 
-def sent_back(browser: Browser, feed_url: str) -> str:
-    """The uuid of the message that the form published, from the feed page it was sent back to."""
+def log_in(browser: Browser, login_url: str, feed_url: str) -> None:
+    """Log in as alice at the feed page's login link, and be sent back to the feed page."""
+    browser.get(with_login(login_url))
+    browser.wait(lambda: browser.url == feed_url, what="sent back to the feed page")
+    assert browser.find_all("p.login") == []
+
+
+def publish_with_form(browser: Browser, feed_url: str, title: str, content: str, kind: str = "text") -> str:
+    """Fill in the page's form and send it; the uuid of the message it published, from the
+    feed page the browser is sent back to (?last=100#m-UUID)."""
+    before = browser.url
+    browser.find("form.publish input[name=title]").type(title)
+    browser.find("form.publish textarea[name=content]").type(content)
+    browser.find(f"form.publish input[name=kind][value={kind}]").click()
+    browser.find("form.publish button[type=submit]").click()
     expected = f"{feed_url}?last={PAGE_SIZE}#m-"
-    browser.wait(lambda: browser.url.startswith(expected), what=f"the feed page {expected}")
+    browser.wait(
+        lambda: browser.url != before and browser.url.startswith(expected), what=f"the feed page {expected}"
+    )
     return browser.url.rpartition("#m-")[2]
 
 
 @EACH_WAY
-def test_the_login_link_asks_the_browser_to_log_in_and_then_its_form_publishes(
+def test_the_login_link_logs_the_browser_in_and_the_feed_pages_form_publishes(
     kind: str, site: Site, driver: Driver
 ) -> None:
     feed, feed_url = alices_feed(site, kind, "login")
+    login_url = f"{site.url(kind)}/login?feed={feed}"
+    entry = f"<entry xmlns='{ATOM}'><title>an entry</title><content>in XML</content></entry>"
     with driver.session() as browser:
         browser.get(feed_url)
         assert browser.find_all("form.publish") == []
         link = browser.find("p.login a")
-        assert link.text == "Log in to publish" and link.attribute("href") == f"{feed_url}/form"
+        assert link.text == "Log in to publish" and link.attribute("href") == login_url
         browser.log("browser")
-        link.click()  # the login prompt (401): a headless browser has none, and shows an empty page
-        browser.wait(lambda: browser.url == f"{feed_url}/form", what="the login link followed")
+        link.click()  # asks for a login (401): a headless browser has no prompt, shows an empty page
+        browser.wait(lambda: browser.url == login_url, what="the login link followed")
         assert browser.find_all("form.publish") == []
         refusals = [e["message"] for e in browser.log("browser") if "status of 401" in e["message"]]
         assert refusals, "no 401 asked the browser to log in"
-        browser.get(with_login(f"{feed_url}/form"))
-        assert browser.find("h1").text == f"Publish to {feed}"
-        fill_form(browser, "from the form", "typed by alice\nin two lines")
-        message = sent_back(browser, feed_url)
+        log_in(browser, login_url, feed_url)
+        message = publish_with_form(browser, feed_url, "from the form", "typed by alice\nin two lines")
         article = browser.find(f"#m-{message}")
         assert article.find("h2").text == "from the form"
         assert article.find("pre").text == "typed by alice\nin two lines"
-    assert site.stored(feed) == ["the first", "typed by alice\nin two lines"]
-
-
-@ONE_WAY
-def test_a_browser_that_sends_its_login_gets_the_form_on_the_feed_page(
-    kind: str, site: Site, driver: Driver
-) -> None:
-    feed, feed_url = alices_feed(site, kind, "page")
-    entry = (
-        "<entry xmlns='http://www.w3.org/2005/Atom'><title>an entry</title><content>in XML</content></entry>"
-    )
-    with driver.session() as browser:
-        # The login a browser sends with every request once it has it (DevTools: the headers
-        # Chromium adds to each request).
-        browser.cdp("Network.enable")
-        browser.cdp("Network.setExtraHTTPHeaders", headers={"Authorization": ALICE})
-        browser.get(feed_url)
-        assert browser.find_all("p.login") == []
-        fill_form(browser, "", entry, kind="atom")
-        message = sent_back(browser, feed_url)
+        # Still logged in: the page offers a new form; an Atom entry this time.
+        assert browser.find("form.publish textarea").property("value") == ""
+        message = publish_with_form(browser, feed_url, "", entry, kind="atom")
         article = browser.find(f"#m-{message}")
         assert article.find("h2").text == "an entry" and article.find("pre").text == "in XML"
-        assert browser.find("form.publish textarea").property("value") == ""  # a new form
-    assert site.stored(feed) == ["the first", "in XML"]
-
-
-@ONE_WAY
-@server_bug(
-    "the login link's 401 comes from /feed=NAME/form, so a browser's Basic login "
-    "covers /feed=NAME/ and deeper (RFC 7617 2.2), not the feed page /feed=NAME, which never "
-    "gets the login: after logging in the feed page still shows 'Log in to publish'",
-)
-def test_after_logging_in_by_the_link_the_feed_page_offers_the_form(
-    kind: str, site: Site, driver: Driver
-) -> None:
-    feed, feed_url = alices_feed(site, kind, "scope")
-    with driver.session() as browser:
-        browser.get(with_login(f"{feed_url}/form"))
-        assert browser.find("h1").text == f"Publish to {feed}"
-        browser.get(feed_url)
-        assert browser.find_all("p.login") == []
-        assert len(browser.find_all("form.publish")) == 1
+    assert site.stored(feed) == ["the first", "typed by alice\nin two lines", "in XML"]
 
 
 class Forger(ThreadingHTTPServer):
@@ -429,8 +398,7 @@ def test_a_page_of_another_site_cannot_make_a_logged_in_browser_publish(
     feed, feed_url = alices_feed(site, kind, "forged")
     target = quote(f"{feed_url}/form", safe="")
     with driver.session() as browser:
-        browser.get(with_login(f"{feed_url}/form"))
-        assert browser.find("h1").text == f"Publish to {feed}"  # logged in
+        log_in(browser, f"{site.url(kind)}/login?feed={feed}", feed_url)
         browser.log("performance")
         # Another site (localhost is not 127.0.0.1), and the same site on another port.
         for origin in (f"http://localhost:{forger.port}", f"http://127.0.0.1:{forger.port}"):
@@ -626,7 +594,7 @@ def test_the_hostile_corpus_runs_nothing_and_fetches_nothing(
             assert reader.run(MARKS)[1:] == [None, "no storage: SecurityError"], what  # sandboxed
             checked.append(reader.url)
     time.sleep(0.5)  # for anything on its way
-    assert [hit for hit in listener.hits if hit != CONNECTED] == []  # connections: the next test
+    assert listener.hits == []
     made = reader.requests()
     # Every request for anything but AtomMQ's own was refused by the policy (and never sent).
     elsewhere = [r for r in made if not r.url.startswith((f"{url}/", "data:", f"{origin}/favicon.ico"))]
@@ -636,29 +604,6 @@ def test_the_hostile_corpus_runs_nothing_and_fetches_nothing(
 
 
 @ONE_WAY
-@server_bug(
-    "an html message's rendered markup makes the reader's browser connect to a host "
-    "the publisher names (<link rel=preconnect>, <iframe src>): no CSP directive governs these "
-    "connections (no request is sent on them, but the publisher learns who read it, and when)",
-)
-def test_a_rendered_message_opens_no_connection_anywhere(
-    kind: str, site: Site, reader: Browser, listener: Listener
-) -> None:
-    away = f"http://127.0.0.1:{listener.port}"
-    for tag in (f'<link rel="preconnect" href="{away}">', f'<iframe src="{away}/frame"></iframe>'):
-        message = site.publish(kind, f"connections.{kind}", atom_entry("t", tag, "html"), ATOM_TYPE)
-        reader.get(f"{site.url(kind)}/feed=connections.{kind}/entry={message}")
-        assert reader.find_all("iframe.rendered")
-    time.sleep(0.5)
-    assert listener.hits == []
-
-
-@ONE_WAY
-@server_bug(
-    "an xhtml message is written into its rendered HTML document as XML, where "
-    "an empty element comes out as <b/>; an HTML parser reads that as an open <b> that takes in "
-    "the rest of the message: the frame shows other markup than was published",
-)
 def test_an_xhtml_message_is_rendered_in_its_frame_as_its_markup(
     kind: str, site: Site, reader: Browser
 ) -> None:
