@@ -67,8 +67,9 @@ class Driver:
             except (OSError, WebDriverError):
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                log = Path(self.log.name).read_text(errors="replace")[-2000:]
                 self.stop()
-                raise RuntimeError(f"chromedriver did not start; see {self.log.name}")
+                raise RuntimeError(f"chromedriver did not start; its log ends:\n{log}")
             time.sleep(0.05)
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 60) -> Any:
@@ -140,6 +141,7 @@ class Driver:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 class Element:
