@@ -33,8 +33,12 @@ RAW_POLICY = "sandbox; default-src 'none'"
 _SAFE = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin")]
 
 _STATIC_FOLDER = Path(__file__).resolve().parent / "static"
-_STATIC_TYPES = {"atommq.css": "text/css; charset=utf-8", "atommq.js": "text/javascript; charset=utf-8"}
-# Read once: two small files. Their URL holds a hash of both, so a page always gets the files
+_STATIC_TYPES = {
+    "atommq.css": "text/css; charset=utf-8",
+    "atommq.js": "text/javascript; charset=utf-8",
+    "atommq.svg": "image/svg+xml",  # the pages' icon
+}
+# Read once: three small files. Their URL holds a hash of both, so a page always gets the files
 # it was made with, and they are cached for a year.
 _STATIC = {name: (_STATIC_FOLDER / name).read_bytes() for name in _STATIC_TYPES}
 STATIC_VERSION = hashlib.blake2b(b"".join(_STATIC.values()), digest_size=6).hexdigest()
@@ -103,7 +107,7 @@ def raw(message: Message) -> Response:
     """The message's content as it was published (Base64 decoded), as a download."""
     draft = message.draft
     kind = draft.content_type
-    if html.content_kind(kind) == "binary":
+    if html.content_kind(kind) in ("binary", "json"):
         try:
             data = base64.b64decode(draft.content, validate=True)
         except (binascii.Error, ValueError):

@@ -17,6 +17,7 @@ from html import escape
 import lxml.html
 
 from atommq.atom import is_xml_media_type, xhtml_as_html
+from atommq.jsonfeed import is_json_media_type
 from atommq.model import Consumer, Feed, Message, Page, message_uuid
 
 # The most characters of a message a feed page shows; its own page shows it whole.
@@ -29,13 +30,26 @@ def _e(text: str) -> str:
 
 def content_kind(content_type: str) -> str:
     """How a message's content is shown: "text" (as it is), "markup" (html or xhtml: its source
-    as text, rendered apart in a sandbox), or "binary" (Base64: its type, size and a download)."""
+    as text, rendered apart in a sandbox), "json" (Base64 of JSON text: shown as that text), or
+    "binary" (Base64: its type, size and a download)."""
     kind = content_type.lower()
     if kind in ("html", "xhtml") or kind.split(";", 1)[0].strip() == "text/html":
         return "markup"
     if kind in ("", "text") or kind.startswith("text/") or is_xml_media_type(kind):
         return "text"
-    return "binary"
+    return "json" if is_json_media_type(kind) else "binary"
+
+
+def _shown(content_type: str, content: str) -> tuple[str, str | None]:
+    """How content is shown ("text", "markup" or "binary", as content_kind) and the text shown
+    (None for binary): JSON is its text, when that is UTF-8."""
+    kind = content_kind(content_type)
+    if kind == "json":
+        try:
+            return "text", base64.b64decode(content, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return "binary", None
+    return kind, None if kind == "binary" else content
 
 
 def binary_size(encoded: str) -> int | None:
@@ -70,14 +84,13 @@ def stored_article(message: Message) -> bytes:
         f'<h2><a href="entry={uuid}">{_e(_heading(message))}</a></h2>',
         _meta(message),
     ]
-    kind = content_kind(draft.content_type)
-    if kind == "binary":
+    kind, text = _shown(draft.content_type, draft.content)
+    if text is None:
         parts.append(_binary(draft.content_type, draft.content, f"entry={uuid}?format=raw"))
     else:
-        shown = draft.content[:EXCERPT]
-        parts.append(f'<pre class="content {kind}">{_e(shown)}</pre>')
-        if len(draft.content) > EXCERPT:
-            rest = len(draft.content) - EXCERPT
+        parts.append(f'<pre class="content {kind}">{_e(text[:EXCERPT])}</pre>')
+        if len(text) > EXCERPT:
+            rest = len(text) - EXCERPT
             parts.append(f'<p class="more"><a href="entry={uuid}">{rest} more characters</a></p>')
     parts.append("</article>\n")
     return "".join(parts).encode("utf-8")
@@ -122,6 +135,7 @@ def _page(title: str, body: str, *, base: str | None = None, links: str = "", st
     ]
     if base is not None:
         head.append(f'<base href="{_e(base)}">')
+    head.append(f'<link rel="icon" href="{_e(static)}atommq.svg" type="image/svg+xml">')
     head.append(f'<link rel="stylesheet" href="{_e(static)}atommq.css">')
     head.append(f'<script src="{_e(static)}atommq.js" defer></script>')
     head.append(links)
@@ -202,7 +216,10 @@ def render_feed(
         )
         follow = ""
     else:
-        paging = f'<a href="{_e(newest_href)}">Newest</a> · <a class="reload" href="{_e(self_href)}">Check for new messages</a>'
+        paging = (
+            f'<a href="{_e(newest_href)}">Newest</a><span class="reload"> · '
+            f'<a href="{_e(self_href)}">Check for new messages</a></span>'
+        )
         follow = ' data-follow="yes"'
     empty = "" if page.entries else '<p class="empty">No messages here yet.</p>'
     body = (
@@ -259,11 +276,11 @@ def render_entry(message: Message, *, feed_href: str, home: str, static: str) ->
     sandboxed frame; binary content as its type and size, with a download link."""
     draft, uuid = message.draft, message_uuid(message.id)
     entry_href = f"{feed_href}/entry={uuid}"
-    kind = content_kind(draft.content_type)
-    if kind == "binary":
+    kind, text = _shown(draft.content_type, draft.content)
+    if text is None:
         content = _binary(draft.content_type, draft.content, f"{entry_href}?format=raw")
     else:
-        content = f'<pre class="content {kind}">{_e(draft.content)}</pre>'
+        content = f'<pre class="content {kind}">{_e(text)}</pre>'
     if kind == "markup":
         content = (
             '<h2>Rendered</h2><p class="note">In a frame that runs no scripts, sends no forms and '

@@ -14,6 +14,10 @@ from atommq.model import ANY, IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX_LENGTH, NEW, 
 
 Environ = dict[str, Any]
 _FORM_OR_TEXT = ("", "text/plain", "application/x-www-form-urlencoded")
+# Types a client sends an Atom entry with when it says nothing better (curl -d: form-encoded;
+# curl --data-binary: octet-stream): a body of one of these that starts with "<" is an entry.
+# Any other type is the message's own, whatever its first byte (an SVG, text/html).
+_ENTRY_GUESSED = (*_FORM_OR_TEXT, "application/octet-stream")
 # Characters that XML 1.0 cannot carry (section 2.2): a message holding one could never be served.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # C0 controls and DEL: never part of a feed name, a message id or a cursor. PostgreSQL cannot
@@ -28,15 +32,17 @@ _CHUNK = 64 * 1024
 
 def parse_message(body: bytes, content_type: str) -> Draft:
     """The message in a POST body. The body is never parsed as a form, whatever its type:
-    XML is an Atom entry; other text is a plain-text message; any other media type is stored
-    with that type, Base64-encoded as RFC 4287 4.1.3.3 requires."""
+    XML is an Atom entry (an XML media type, or a body starting with `<` of one of the
+    _ENTRY_GUESSED types); other text is a plain-text message; any other media type is stored
+    with that type (a text/* one as text, others Base64-encoded as RFC 4287 4.1.3.3 requires),
+    whatever its first byte."""
     if not body:
         raise BadRequest("the body is empty; send an Atom <entry> or a plain-text message")
     media = content_type.split(";", 1)[0].strip().lower()
     # A UTF-8 byte order mark, then white space: stripping any of the BOM's bytes would also
     # take the start of characters such as U+FEFB (EF BB BB) off a plain-text message.
     start = body.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    if atom.is_xml_media_type(media) or start.startswith(b"<"):
+    if atom.is_xml_media_type(media) or (media in _ENTRY_GUESSED and start.startswith(b"<")):
         return atom.parse_entry(body)
     if media in _FORM_OR_TEXT:
         return Draft("", "", text_body(body), "")

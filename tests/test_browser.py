@@ -206,7 +206,7 @@ def test_the_service_page_lists_the_feeds_and_a_feed_page_pages_through_next_to_
     assert reader.find("article.message:last-of-type pre").text == f"m{LONG_FEED - 1}"
     # The last page links the newest messages; its script follows the feed, so no reload link.
     assert reader.find("nav.pages a").text == "Newest"
-    reader.wait(lambda: not reader.find("a.reload").displayed(), what="the reload link hidden")
+    reader.wait(lambda: not reader.find(".reload a").displayed(), what="the reload link hidden")
     reader.find("nav.pages a").click()
     assert articles(reader) == [f"m-{m}" for m in long_feed[-PAGE_SIZE:]]
 
@@ -264,7 +264,7 @@ def test_with_scripts_off_a_feed_page_offers_a_reload_link_that_shows_new_messag
     with driver.session() as browser:
         browser.cdp("Emulation.setScriptExecutionDisabled", value=True)
         feed, first = open_new_feed(browser, site, kind, "noscript")
-        reload = browser.find("a.reload")
+        reload = browser.find(".reload a")
         assert reload.displayed() and reload.text == "Check for new messages"
         later = site.publish(kind, feed, "published after the page was opened")
         time.sleep(0.3)
@@ -531,7 +531,7 @@ return [document.title, window.pwned === undefined ? null : window.pwned, stored
 # Elements that only a message could have put in a page of AtomMQ's.
 FOREIGN = (
     "script:not([src$='/atommq.js']), img, svg, style, video, audio, object, embed, picture, input[type=image], "
-    "iframe:not(.rendered), link:not([rel=stylesheet]):not([rel=alternate]), meta[http-equiv], base:not(head base), "
+    "iframe:not(.rendered), link:not([rel=stylesheet]):not([rel=alternate]):not([rel=icon]), meta[http-equiv], base:not(head base), "
     "[onerror], [onload], [onfocus], [ontoggle], [onmouseover], a[href^='javascript:']"
 )
 

@@ -73,7 +73,7 @@ def test_a_feed_page_shows_the_messages_oldest_first_and_links_the_feeds_for_rea
     assert client.get(alternates["application/atom+xml"]).ids() == ids
     main = document.find(".//main")
     assert main.get("data-follow") == "yes" and main.get("data-feed") == "http://localhost/atommq/feed=jobs"
-    assert document.find(".//a[@class='reload']").get("href") == "http://localhost/atommq/feed=jobs"
+    assert document.find(".//span[@class='reload']/a").get("href") == "http://localhost/atommq/feed=jobs"
 
 
 def test_a_feed_page_holds_a_hundred_messages_and_links_the_next_and_the_newest(client):
@@ -146,6 +146,12 @@ def test_binary_messages_show_their_type_and_size_and_download_as_published(clie
     assert client.get(f"/feed=files/entry={text}?format=raw").body == b"plain"
     assert client.get(f"/feed=files/entry={text}?format=rendered").status == 404
     assert client.get("/feed=files?format=raw").status == 400
+    # JSON, the usual payload of a bus, is shown as its text, and downloads as published.
+    sent = b'{"host": "db1", "disk": "91%"}'
+    made = client.request("POST", "/feed=files", sent, {"Content-Type": "application/json"})
+    _, document = page(client, "/feed=files")
+    assert document.findall(".//article")[-1].findtext(".//pre") == sent.decode()
+    assert client.get(made.headers["location"] + "?format=raw").body == sent
 
 
 def test_the_service_page_lists_the_feeds_and_their_consumers_lag(client):

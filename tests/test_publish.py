@@ -264,3 +264,23 @@ def test_a_database_from_before_summaries_and_stored_entries_is_brought_up_to_da
     )
     assert new.post("/feed=files", entry).status == 201
     assert new.get("/feed=files").entries()[1].findtext("a:summary", namespaces=ATOM_NS) == "the nightly dump"
+
+
+def test_a_body_of_its_own_media_type_is_that_message_whatever_its_first_byte(client):
+    """Only a body sent as XML, or with a type that says nothing better (none, text/plain,
+    form-encoded, application/octet-stream), is read as an Atom entry when it starts with "<"."""
+    png = b"<not an entry>\x00\xff\x89PNG"
+    made = client.request("POST", "/feed=files", png, {"Content-Type": "image/png"})
+    assert made.status == 201, made.text
+    assert client.get(made.headers["location"] + "?format=raw").body == png
+    page = client.request("POST", "/feed=files", b"<p>hello</p>", {"Content-Type": "text/html"})
+    assert page.status == 201, page.text
+    content = page.xml().find("{http://www.w3.org/2005/Atom}content")
+    assert (content.get("type"), content.text) == ("text/html", "<p>hello</p>")
+    guessed = client.request(
+        "POST",
+        "/feed=files",
+        b"<entry><content>x</content></entry>",
+        {"Content-Type": "application/octet-stream"},
+    )
+    assert guessed.xml().find("{http://www.w3.org/2005/Atom}content").text == "x"

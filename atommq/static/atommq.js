@@ -8,7 +8,7 @@
   const feed = main.dataset.feed;
   const list = main.querySelector(".messages");
   const status = main.querySelector(".status");
-  const reload = main.querySelector("a.reload");
+  const reload = main.querySelector(".reload"); // the link, with its separator
   let last = lastId();
   let etag = null;
 
@@ -75,6 +75,7 @@
 
   async function follow() {
     if (reload) reload.hidden = true;
+    say("Waiting for new messages.");
     const empty = main.querySelector("p.empty");
     for (;;) {
       let answer;
