@@ -228,17 +228,19 @@ class _App:
 
     def service(self, environ: Environ) -> Response:
         json_type, _ = inbound.representation(environ)
+        page = inbound.wants_html(environ)
         with self.store.transaction() as session:
             feeds = session.feeds()
             lags = session.consumers(datetime.datetime.now(datetime.UTC))
+            held = session.held() if page else {}
         readable = set(self.guard.readable(environ, [f.name for f in feeds]))
         listed = [(f, self.feed_href(environ, f.name)) for f in feeds if f.name in readable]
         consumers: dict[str, list[Consumer]] = {}
         for lag in lags:
             consumers.setdefault(lag.feed, []).append(lag)
-        if inbound.wants_html(environ):
+        if page:
             base = self.base(environ)
-            return browser.page(html.render_service(listed, consumers, base, self.static_href(environ)))
+            return browser.page(html.render_service(listed, consumers, held, base, self.static_href(environ)))
         if json_type is not None:
             document = jsonfeed.render_service(listed, consumers)
             return "200 OK", [("Content-Type", "application/json"), VARY], document

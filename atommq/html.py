@@ -151,22 +151,27 @@ def _alternates(atom_href: str, json_href: str, title: str) -> str:
 
 
 def render_service(
-    feeds: list[tuple[Feed, str]], consumers: dict[str, list[Consumer]], home: str, static: str
+    feeds: list[tuple[Feed, str]],
+    consumers: dict[str, list[Consumer]],
+    held: dict[str, int],
+    home: str,
+    static: str,
 ) -> bytes:
-    """The feeds the caller may read: each with the time of its newest message and its named
-    consumers' lag."""
+    """The feeds the caller may read: each with how many messages it holds, the time of its
+    newest, and its named consumers' lag."""
     rows = []
     for feed, href in feeds:
         lags = consumers.get(feed.name, [])
         lag = "".join(f"<li>{_consumer(c)}</li>" for c in lags)
         rows.append(
             f'<tr><th scope="row"><a href="{_e(href)}">{_e(feed.name)}</a></th>'
+            f'<td class="count">{held.get(feed.name, 0):,}</td>'
             f'<td><time datetime="{_e(feed.updated)}">{_when(feed.updated)}</time></td>'
             f"<td>{f'<ul>{lag}</ul>' if lag else 'none'}</td></tr>"
         )
     table = (
         '<table class="feeds"><caption>Feeds, by name</caption>'
-        '<thead><tr><th scope="col">Feed</th><th scope="col">Newest message</th>'
+        '<thead><tr><th scope="col">Feed</th><th scope="col">Messages</th><th scope="col">Newest message</th>'
         '<th scope="col">Named consumers</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
         if rows

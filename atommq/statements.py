@@ -109,6 +109,13 @@ ALL_CONSUMERS = (
 )
 NEWEST = sa.select(FEEDS.c.name, FEEDS.c.last_seq).where(FEEDS.c.name.in_(_B("names", expanding=True)))
 ALL_FEEDS = Prepared(sa.select(FEEDS.c.name, FEEDS.c.uuid, FEEDS.c.updated).order_by(FEEDS.c.name))
+# How many messages each feed holds: a feed's seqs have no holes, and retention removes the
+# oldest, so its newest seq less the oldest's, plus one (an index lookup each, not a count).
+HELD = sa.select(
+    FEEDS.c.name,
+    FEEDS.c.last_seq,
+    sa.select(sa.func.min(MESSAGES.c.seq)).where(MESSAGES.c.feed_pk == FEEDS.c.pk).scalar_subquery(),
+)
 # A message is inserted with the seq that the feed's counter was just bumped to, read in the
 # INSERT itself (one round trip fewer than reading it first).
 _GIVEN = [column for column in MESSAGES.c if column.name not in ("feed_pk", "seq")]

@@ -52,6 +52,7 @@ from atommq.statements import (
     COUNTER,
     FEED_AND_CURSOR,
     FEED_ROW,
+    HELD,
     MESSAGE,
     NEWEST,
     OLDEST,
@@ -349,6 +350,11 @@ class Session(ConsumerAdmin):
 
     def feeds(self) -> list[Feed]:
         return [Feed(name, atom_id(uuid), updated) for name, uuid, updated in ALL_FEEDS.run(self._conn, {})]
+
+    def held(self) -> dict[str, int]:
+        """How many messages each feed holds now."""
+        rows = self._conn.execute(HELD).all()
+        return {name: 0 if oldest is None else last_seq - oldest + 1 for name, last_seq, oldest in rows}
 
 
 def _before(now: datetime.datetime, seconds: int) -> str:

@@ -163,6 +163,7 @@ def test_the_service_page_lists_the_feeds_and_their_consumers_lag(client):
     assert [row.find(".//a").text for row in rows] == ["alerts.disk", "jobs"]
     assert rows[1].find(".//a").get("href") == "http://localhost/atommq/feed=jobs"
     assert rows[1].findtext(".//li").startswith("mailer: 2 behind, the oldest unread")
+    assert [row.findtext(".//td[@class='count']") for row in rows] == ["1", "3"]
 
 
 def test_the_form_publishes_a_message_once_and_sends_the_browser_to_it(client):
