@@ -1,6 +1,7 @@
 """The `atommq` command: `serve` runs a development server, `check` diagnoses an installation,
 `users` manages the users file of HTTP Basic logins; `publish` and `consume` are the client
-(publish.py, consume.py), which import nothing of the server's: no dataset, no SQLAlchemy."""
+(publish.py, consume.py and its cursors.py), which import nothing of the server's: no dataset,
+no SQLAlchemy."""
 
 import argparse
 import getpass
