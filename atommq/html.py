@@ -12,6 +12,7 @@ once, when it is published, and stored: a page joins them. Its links are relativ
 
 import base64
 import binascii
+import re
 from html import escape
 
 import lxml.html
@@ -20,6 +21,9 @@ from atommq.atom import is_xml_media_type, xhtml_as_html
 from atommq.jsonfeed import is_json_media_type
 from atommq.model import Consumer, Feed, Message, Page, message_uuid
 
+# Characters no page shows as text: C0 controls but tab and line ends, DEL, and the two
+# non-characters XML excludes.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 # The most characters of a message a feed page shows; its own page shows it whole.
 EXCERPT = 2000
 
@@ -46,9 +50,11 @@ def _shown(content_type: str, content: str) -> tuple[str, str | None]:
     kind = content_kind(content_type)
     if kind == "json":
         try:
-            return "text", base64.b64decode(content, validate=True).decode("utf-8")
+            text = base64.b64decode(content, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
             return "binary", None
+        # Control characters (NUL above all, which PostgreSQL text cannot hold) are no text.
+        return ("binary", None) if _CONTROL.search(text) else ("text", text)
     return kind, None if kind == "binary" else content
 
 

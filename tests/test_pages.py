@@ -152,6 +152,11 @@ def test_binary_messages_show_their_type_and_size_and_download_as_published(clie
     _, document = page(client, "/feed=files")
     assert document.findall(".//article")[-1].findtext(".//pre") == sent.decode()
     assert client.get(made.headers["location"] + "?format=raw").body == sent
+    # JSON bytes that are no text (a NUL, which PostgreSQL's text cannot even hold): binary.
+    odd = client.request("POST", "/feed=files", b"\x00", {"Content-Type": "application/json"})
+    assert odd.status == 201, odd.text
+    _, document = page(client, "/feed=files")
+    assert document.findall(".//article")[-1].find(".//p[@class='content binary']") is not None
 
 
 def test_the_service_page_lists_the_feeds_and_their_consumers_lag(client):

@@ -161,7 +161,11 @@ def test_the_readmes_shell_consumer_processes_every_message_in_order_and_retries
             "four, published while it waits",
         ]
         assert (tmp_path / "failed").exists()  # the failure happened, and was retried
-        assert (tmp_path / "cursor").read_text().strip() == ids[-1]
+        # The script saves the cursor just after the command's line: wait for it, not past it.
+        cursor = tmp_path / "cursor"
+        while time.monotonic() < wait_for and cursor.read_text().strip() != ids[-1]:
+            time.sleep(0.05)
+        assert cursor.read_text().strip() == ids[-1]
     finally:
         if consumer is not None:
             os.killpg(consumer.pid, signal.SIGKILL)
