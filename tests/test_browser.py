@@ -633,9 +633,39 @@ def png_width(path: Path) -> int:
     return int.from_bytes(data[16:20], "big")  # the IHDR chunk's width
 
 
+HEADING_LEVELS = "return [...document.querySelectorAll('h1, h2, h3, h4, h5, h6')].map(h => +h.tagName[1])"
+# The lowest contrast between an element's own text and the background it is drawn on
+# (WCAG 2 relative luminance), and where it is.
+WORST_CONTRAST = """
+function luminance(color) {
+  const [r, g, b] = color.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+    v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function background(node) {
+  for (; node; node = node.parentElement) {
+    const parts = getComputedStyle(node).backgroundColor.match(/[\\d.]+/g);
+    if (parts && (parts.length < 4 || Number(parts[3]) > 0)) return getComputedStyle(node).backgroundColor;
+  }
+  return "rgb(255, 255, 255)";
+}
+let worst = [99, ""];
+for (const node of document.querySelectorAll("body *")) {
+  const own = [...node.childNodes].some(child => child.nodeType === 3 && child.textContent.trim());
+  const style = getComputedStyle(node);
+  if (!own || style.display === "none" || style.visibility === "hidden") continue;
+  const [a, b] = [luminance(style.color), luminance(background(node))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < worst[0]) worst = [ratio, node.tagName + "." + node.className];
+}
+return worst;
+"""
+
+
 @ONE_WAY
 def test_every_page_fits_a_phone_and_a_wide_screen(kind: str, site: Site, reader: Browser) -> None:
-    """Saves each page's screenshot in ATOMMQ_ARTIFACTS/screenshots (PAGE-WIDTH.png); with
+    """Each page laid out at a phone's width and a wide one, its headings in order and its text
+    of AA contrast. Saves each page's screenshot in ATOMMQ_ARTIFACTS/screenshots (PAGE-WIDTH.png); with
     ATOMMQ_DOCS_SCREENSHOT=1, the wide feed page's as docs/browser.png too."""
     feed, url = "deploys", site.url(kind)
     disk = atom_entry("cron on web-2", "disk 91% full on web-2 (/var: 18.2 of 20 GB)")
@@ -672,6 +702,14 @@ def test_every_page_fits_a_phone_and_a_wide_screen(kind: str, site: Site, reader
                 # Laid out at the screen's width (the page's viewport meta), none of it wider.
                 assert reader.run("return window.innerWidth") == width, name
                 assert reader.run("return document.documentElement.scrollWidth") <= width, name
+                # Accessible: headings in order from one <h1>, text of WCAG AA contrast (4.5:1).
+                levels = reader.run(HEADING_LEVELS)
+                assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False)), (
+                    name,
+                    levels,
+                )
+                ratio, where = reader.run(WORST_CONTRAST)
+                assert ratio >= 4.5, (name, width, where, ratio)
                 shot = SCREENS / f"{name}-{width}.png"
                 reader.screenshot(shot)
                 assert png_width(shot) == width
