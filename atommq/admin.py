@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from atommq import config
+from atommq.html import age
+from atommq.jsonfeed import consumer_object
 
 if TYPE_CHECKING:
     from atommq.store import Store
@@ -79,16 +81,7 @@ def feeds(as_json: bool) -> int:
     if as_json:
         by_feed: dict[str, list[dict[str, object]]] = {}
         for c in consumers:
-            by_feed.setdefault(c.feed, []).append(
-                {
-                    "name": c.name,
-                    "last": c.last,
-                    "updated": c.updated,
-                    "behind": c.behind,
-                    "behind_seconds": round(c.behind_seconds, 3),
-                    "missed": c.missed,
-                }
-            )
+            by_feed.setdefault(c.feed, []).append(consumer_object(c))
         listed = [
             {
                 "name": s.name,
@@ -117,7 +110,7 @@ def feeds(as_json: bool) -> int:
         for c in (c for c in consumers if c.feed == row[0]) if row is not rows[0] else ():
             line = f"  consumer {c.name}: {c.behind} behind"
             if c.behind_seconds > 0:
-                line += f", the oldest unread {_age(c.behind_seconds)} old"
+                line += f", the oldest unread {age(c.behind_seconds)} old"
             if c.missed:
                 line += f"; missed {c.missed} (removed before it read them)"
             print(line)
@@ -160,10 +153,3 @@ def _size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} B"
-
-
-def _age(seconds: float) -> str:
-    for unit, scale in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= scale:
-            return f"{seconds / scale:.1f} {unit}"
-    return f"{seconds:.1f} s"

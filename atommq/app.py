@@ -221,7 +221,7 @@ class _App:
         return self.config.base_url.partition("://")[2].partition("/")[0]
 
     def static_href(self, environ: Environ) -> str:
-        return f"{self.base(environ)}/static/{browser.STATIC_VERSION}/"
+        return f"{self.base(environ)}/static/{browser.static_version()}/"
 
     def entry_href(self, environ: Environ, message: Message) -> str:
         return f"{self.feed_href(environ, message.feed)}/entry={message_uuid(message.id)}"
@@ -429,7 +429,7 @@ class _App:
         location = f"{href}?last={HTML_PAGE_SIZE}#m-{message_uuid(message.id)}"
         return (
             "303 See Other",
-            [("Location", location), ("Content-Type", "text/plain; charset=utf-8")],
+            [("Location", location), ("Content-Type", TEXT_TYPE)],
             (f"published {message.id}\n".encode()),
         )
 

@@ -7,6 +7,7 @@ the pages themselves are html.py's.
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 from pathlib import Path
 
@@ -38,10 +39,20 @@ _STATIC_TYPES = {
     "atommq.js": "text/javascript; charset=utf-8",
     "atommq.svg": "image/svg+xml",  # the pages' icon
 }
-# Read once: three small files. Their URL holds a hash of both, so a page always gets the files
-# it was made with, and they are cached for a year.
-_STATIC = {name: (_STATIC_FOLDER / name).read_bytes() for name in _STATIC_TYPES}
-STATIC_VERSION = hashlib.blake2b(b"".join(_STATIC.values()), digest_size=6).hexdigest()
+
+
+@functools.cache
+def _static() -> dict[str, bytes]:
+    """The three small files, read once, when a page or a file is first asked for (a CGI
+    process that publishes reads none)."""
+    return {name: (_STATIC_FOLDER / name).read_bytes() for name in _STATIC_TYPES}
+
+
+@functools.cache
+def static_version() -> str:
+    """A hash of the files, in their URL: a page always gets the files it was made with, and
+    they are cached for a year."""
+    return hashlib.blake2b(b"".join(_static().values()), digest_size=6).hexdigest()
 
 
 def page(document: bytes, etag: str | None = None) -> Response:
@@ -61,11 +72,11 @@ def page(document: bytes, etag: str | None = None) -> Response:
 
 def static_file(name: str, version: str) -> Response:
     """AtomMQ's style sheet or script; for ever cacheable at its current version's URL."""
-    if name not in _STATIC:
+    if name not in _STATIC_TYPES:
         raise NotFound(f"no file {name!r}")
-    cache = "public, max-age=31536000, immutable" if version == STATIC_VERSION else "no-cache"
+    cache = "public, max-age=31536000, immutable" if version == static_version() else "no-cache"
     headers = [("Content-Type", _STATIC_TYPES[name]), ("Cache-Control", cache), *_SAFE]
-    return "200 OK", headers, _STATIC[name]
+    return "200 OK", headers, _static()[name]
 
 
 def form_draft(body: bytes) -> tuple[Draft, str]:

@@ -15,8 +15,6 @@ import binascii
 import re
 from html import escape
 
-import lxml.html
-
 from atommq.atom import is_xml_media_type, xhtml_as_html
 from atommq.jsonfeed import is_json_media_type
 from atommq.model import Consumer, Feed, Message, Page, message_uuid
@@ -191,13 +189,14 @@ def render_service(
 def _consumer(consumer: Consumer) -> str:
     text = f"{_e(consumer.name)}: {consumer.behind} behind"
     if consumer.behind_seconds > 0:
-        text += f", the oldest unread {_age(consumer.behind_seconds)} old"
+        text += f", the oldest unread {age(consumer.behind_seconds)} old"
     if consumer.missed:
         text += f", missed {consumer.missed}"
     return text
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float) -> str:
+    """A duration as a person reads it: 12.4 s, 3.0 min, 20.3 h, 2.0 days."""
     for unit, scale in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= scale:
             return f"{seconds / scale:.1f} {unit}"
@@ -324,6 +323,8 @@ _DROPPED = (
 def rendered(message: Message) -> bytes:
     """An html or xhtml message's markup as a document of its own, for the sandboxed frame:
     parsed as a browser would (xhtml as HTML first), without the _DROPPED elements."""
+    import lxml.html  # here, not above: a CGI process that serves no rendered view pays nothing
+
     content = message.draft.content
     if message.draft.content_type == "xhtml":
         content = xhtml_as_html(content)
