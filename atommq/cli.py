@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from atommq import admin, config
+from atommq import config
 from atommq.errors import ConfigError, plain_text
 
 
@@ -132,9 +132,17 @@ def users(args: argparse.Namespace) -> int:
 
 
 def _feeds(args: argparse.Namespace) -> int:
+    from atommq import admin  # a server verb: it needs the server's dependencies, the client verbs must not
+
     if args.action == "delete":
         return admin.delete_feed(args.name, args.yes)
     return admin.feeds(args.json)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from atommq import admin
+
+    return admin.prune(args.dry_run)
 
 
 def _new_password() -> str | None:
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example, in a crontab: 17 * * * * ATOMMQ_CONFIG=/etc/atommq.ini python3 -m atommq prune",
     )
     remove.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
-    remove.set_defaults(func=lambda args: admin.prune(args.dry_run))
+    remove.set_defaults(func=_prune)
     listing = commands.add_parser(
         "feeds",
         help="list the feeds: messages, oldest, newest, size, named consumers and their lag",
