@@ -83,10 +83,11 @@ def stored_article(message: Message) -> bytes:
     """The message as it stands in a feed page (an <article>), as stored: links relative to the
     feed; content over EXCERPT characters cut, with a link to the whole."""
     draft, uuid = message.draft, message_uuid(message.id)
+    heading, meta = _meta(message, brief=True)
     parts = [
         f'<article class="message" id="m-{uuid}">',
-        f'<h2><a href="entry={uuid}">{_e(_heading(message))}</a></h2>',
-        _meta(message),
+        f'<h2><a href="entry={uuid}">{heading}</a></h2>',
+        meta,
     ]
     kind, text = _shown(draft.content_type, draft.content)
     if text is None:
@@ -112,13 +113,20 @@ def article_uuid(stored: bytes | Message) -> str:
     return stored[len(_ARTICLE_OPEN) : len(_ARTICLE_OPEN) + 36].decode("ascii")
 
 
-def _meta(message: Message) -> str:
+def _meta(message: Message, brief: bool = False) -> tuple[str, str]:
+    """A message's heading (its title; else its time, and then the time is not said again) and
+    the line under it: time, type, author; `brief` (in a feed page): not the type of a plain
+    text message, and no line when nothing is left to say."""
     draft = message.draft
-    author = f' <span class="author">by {_e(draft.author)}</span>' if draft.author else ""
-    return (
-        f'<p class="meta"><time datetime="{_e(message.published)}">{_when(message.published)}</time>'
-        f' <span class="type">{_e(_label(draft.content_type))}</span>{author}</p>'
-    )
+    when = f'<time datetime="{_e(message.published)}">{_when(message.published)}</time>'
+    title = draft.title.strip()
+    said = [when] if title else []
+    if not (brief and draft.content_type in ("", "text")):
+        said.append(f'<span class="type">{_e(_label(draft.content_type))}</span>')
+    if draft.author:
+        said.append(f'<span class="author">by {_e(draft.author)}</span>')
+    meta = f'<p class="meta">{" ".join(said)}</p>' if said else ""
+    return (_e(title) if title else when), meta
 
 
 def _binary(content_type: str, encoded: str, href: str) -> str:
@@ -301,9 +309,10 @@ def render_entry(message: Message, *, feed_href: str, home: str, static: str) ->
     summary = ""
     if draft.summary is not None:
         summary = f'<p class="summary">{_e(draft.summary)}</p>'
+    heading, meta = _meta(message)
     body = (
         f'<header><nav><a href="{_e(home)}/">All feeds</a> · <a href="{_e(feed_href)}">'
-        f"{_e(message.feed)}</a></nav><h1>{_e(_heading(message))}</h1>\n{_meta(message)}\n"
+        f"{_e(message.feed)}</a></nav><h1>{heading}</h1>\n{meta}\n"
         f'<p class="id">{_e(message.id)}</p></header>\n<main>{summary}{content}</main>'
     )
     links = _alternates(f"{entry_href}?format=atom", f"{entry_href}?format=json", message.id)

@@ -230,31 +230,33 @@ def test_a_message_published_by_another_process_appears_on_an_open_feed_page(
 ) -> None:
     feed, first = open_new_feed(reader, site, kind, "live")
     reader.run("window.notReloaded = true")
-    published = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "atommq",
-            "publish",
-            f"{site.url(kind)}/feed={feed}",
-            "--text",
-            "disk 91% full on web-2",
-            "--title",
-            "cron on web-2",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert published.returncode == 0, published.stderr
-    message = published.stdout.strip().removeprefix("urn:uuid:")
+
+    def publish(*arguments: str) -> str:
+        published = subprocess.run(
+            [sys.executable, "-m", "atommq", "publish", f"{site.url(kind)}/feed={feed}", *arguments],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert published.returncode == 0, published.stderr
+        return published.stdout.strip().removeprefix("urn:uuid:")
+
+    message = publish("--text", "disk 91% full on web-2", "--title", "cron on web-2")
     article = reader.wait(lambda: reader.find(f"#m-{message}"), what="the new message")
     assert article.find("h2").text == "cron on web-2"
     assert article.find("pre").text == "disk 91% full on web-2"
     assert reader.wait(lambda: reader.find(".status").text == "1 new message.", what="the status line")
     assert articles(reader) == [f"m-{first}", f"m-{message}"]
+    untitled = publish("--text", '{"disk": 92}', "--type", "application/json")
+    reader.wait(lambda: reader.find(f"#m-{untitled}"), what="the second message")
     assert reader.run("return window.notReloaded") is True
+    # What the script built reads as what the server renders once the page is reloaded.
+    shown = [reader.find(f"#m-{m}").text for m in (first, message, untitled)]
+    assert "application/json" in shown[2] and '{"disk": 92}' in shown[2]
+    reader.get(reader.url)
+    assert reader.run("return window.notReloaded") is None
+    assert [reader.find(f"#m-{m}").text for m in (first, message, untitled)] == shown
 
 
 @ONE_WAY

@@ -36,16 +36,20 @@
     const node = el("article", "message new");
     node.id = "m-" + uuid;
     const heading = el("h2");
-    const link = el("a", "", (item.title || "").trim() || when(item.date_published));
+    const title = (item.title || "").trim();
+    const link = el("a", "", title);
     link.href = "entry=" + uuid;
     heading.append(link);
     const meta = el("p", "meta");
     const time = el("time", "", when(item.date_published));
     time.dateTime = item.date_published;
+    if (title) meta.append(time, " "); // without a title the time is the heading, said once
+    else link.append(time);
     const label = type === "html" || type === "xhtml" ? type + ", shown as its source" : type;
-    meta.append(time, " ", el("span", "type", label));
-    if (item.authors && item.authors.length) meta.append(" ", el("span", "author", "by " + item.authors[0].name));
-    node.append(heading, meta);
+    if (type !== "text") meta.append(el("span", "type", label), " ");
+    if (item.authors && item.authors.length) meta.append(el("span", "author", "by " + item.authors[0].name));
+    node.append(heading);
+    if (meta.firstChild) node.append(meta); // a plain text message without title or author has no line
     if (extension.content_encoding === "base64") {
       const size = Math.floor((item.content_text.replace(/=+$/, "").length * 3) / 4);
       const binary = el("p", "content binary", type + ", " + size.toLocaleString("en") + " bytes ");
