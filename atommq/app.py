@@ -44,7 +44,8 @@ from atommq.errors import (
 )
 from atommq.guard import Guard
 from atommq.model import FEED_NAME, FEED_NAME_RULE, Consumer, Draft, Message, message_uuid
-from atommq.store import Session, Store
+from atommq.session import Session
+from atommq.store import Store
 from atommq.waiting import Places, Watcher
 
 Environ = dict[str, Any]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-S = TypeVar("S")  # what a transaction hands its work: store.py's Session
+S = TypeVar("S")  # what a transaction hands its work: session.py's Session
 T = TypeVar("T")
 
 # The most writes one transaction commits: bounds what the first of them waits for the others.

@@ -1,6 +1,6 @@
 """Named consumers and whole feeds, in SQL (README: Consumers): where each consumer is and its
 lag, a consumer moved only from where a request expects it (If-Match), a feed's size, a feed's
-deletion with its consumers. A part of store.Session, which inherits it: the same connection
+deletion with its consumers. A part of session.Session, which inherits it: the same connection
 and transaction. No HTTP, no XML; the statements built once are statements.py's.
 """
 
@@ -16,13 +16,13 @@ from atommq.statements import ALL_CONSUMERS, FEED_ROW, RETURNING_DIALECTS, inser
 
 
 class ConsumerAdmin:
-    """store.Session's named consumers and whole feeds; Session gives them its connection
+    """session.Session's named consumers and whole feeds; Session gives them its connection
     (_conn), its dialect and the two lookups below."""
 
     _conn: sa.Connection
     _dialect: str
 
-    # store.Session's, shared with its reads: a feed's row (NotFound: no such feed), and the
+    # session.Session's, shared with its reads: a feed's row (NotFound: no such feed), and the
     # error for a cursor the feed never had.
     def _feed_row(self, name: str, cursor: str | None = None) -> Any:
         raise NotImplementedError

@@ -2,7 +2,7 @@
 database AtomMQ supports, the folder a SQLite file needs, the turns its writers take, and what
 a driver's error means.
 
-No tables (schema.py's), no queries (store.py's and statements.py's), no HTTP.
+No tables (schema.py's), no queries (session.py's, consumers.py's and statements.py's), no HTTP.
 """
 
 import contextlib

@@ -6,7 +6,7 @@ the whole statement on every call, which for the publish INSERT (fourteen values
 the INSERT itself: in-process on SQLite, a publish's two statements took 0.33 ms (median) through
 `execute` and 0.24 ms so. On SQLite they run on the driver's cursor itself (see `run`). Errors
 are still SQLAlchemy's, and so is the connection, its transaction and its pool. No XML, no HTTP;
-the statements are statements.py's, run by store.py.
+the statements are statements.py's, run by session.py and consumers.py.
 """
 
 import weakref

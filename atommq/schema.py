@@ -1,6 +1,6 @@
 """The tables, and their creation on first use: what AtomMQ stores, in SQLAlchemy Core.
 
-No queries (store.py's and statements.py's), no connections of its own (database.py's).
+No queries (session.py's, consumers.py's and statements.py's), no connections of its own (database.py's).
 """
 
 import threading

@@ -1,6 +1,7 @@
-"""The statements store.py runs that are built once per process (at import), not per request:
-a request passes only its values, and those wrapped in Prepared are compiled once per database
-(prepared.py). With them, the functions that build an INSERT whose form depends on the dialect.
+"""The statements session.py and consumers.py run that are built once per process (at
+import), not per request: a request passes only its values, and those wrapped in Prepared are
+compiled once per database (prepared.py). With them, the functions that build an INSERT whose
+form depends on the dialect.
 
 Building only: nothing here connects, runs a statement or reads its rows (store.py's), and a
 statement made from one request's values is built where it runs. The tables are schema.py's.

@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 
 import databases  # noqa: E402
 import fastcgi_client  # noqa: E402
-from atommq.store import FEEDS, MESSAGES  # noqa: E402
+from atommq.schema import FEEDS, MESSAGES  # noqa: E402
 from benchmark import ENTRY, params  # noqa: E402
 
 PAGE = 100  # messages read after the cursor

@@ -11,7 +11,7 @@ import pytest
 from atommq import config
 from atommq.app import open_store
 from atommq.model import Draft
-from atommq.store import Session
+from atommq.session import Session
 
 NOW = "2026-12-03T00:00:00.000000Z"
 
