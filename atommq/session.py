@@ -69,6 +69,8 @@ class Position:
     feed_pk: int
     after: int
     last_seq: int  # the feed's newest message: the page is empty while it is `after`
+    cursor: str | None = None  # the message the page starts after (or at, `inclusive`)
+    inclusive: bool = False
 
 
 def _entry_bytes(stored: bytes | str | None) -> bytes | None:
@@ -233,7 +235,7 @@ class Session(ConsumerAdmin):
             after = seq - 1 if inclusive else seq
         feed = Feed(name, atom_id(uuid), updated)
         # The feed uuid makes a version unique across databases: a reset store never matches.
-        return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq)
+        return Position(feed, f"{uuid}.{last_seq}.{after}", pk, after, last_seq, cursor, inclusive)
 
     def _removed(
         self, name: str, pk: int, feed_uuid: str, last_seq: int, cursor: str, inclusive: bool
@@ -251,12 +253,7 @@ class Session(ConsumerAdmin):
         missed = max(0, held_from - claimed - (0 if inclusive else 1))
         if missed == 0:
             return claimed
-        plural = "" if missed == 1 else "s"
-        which = f"{missed} message{plural} from it on" if inclusive else f"{missed} message{plural} after it"
-        raise Gone(
-            f"feed {name!r} no longer holds message {cursor!r}: messages were removed, and {which} "
-            "went with them unread; read on from the oldest message kept (the Link header)"
-        )
+        raise _missed(name, cursor, inclusive, missed)
 
     def _unknown(self, name: str, cursor: str) -> NoReturn:
         """Raise for a cursor the feed never had: Gone if it was a message of a feed of this
@@ -276,6 +273,11 @@ class Session(ConsumerAdmin):
         (a name in RENDERINGS), or the message itself where it was stored without it."""
         page = {"pk": position.feed_pk, "after": position.after, "most": limit + 1}
         found = PAGES[form].run(self._conn, page).all()
+        if position.cursor is not None and found and found[0][0] != position.after + 1:
+            # Seqs have no holes: retention removed the messages after the cursor since locate
+            # saw it (each statement sees what is committed when it runs: database.py).
+            missed = found[0][0] - position.after - 1
+            raise _missed(position.feed.name, position.cursor, position.inclusive, missed)
         rows = found[:limit]
         if self._text_entries:
             rows = [(seq, _entry_bytes(stored)) for seq, stored in rows]
@@ -285,6 +287,12 @@ class Session(ConsumerAdmin):
             missing = {"pk": position.feed_pk, "seqs": unrendered}
             found_messages = self._conn.execute(UNRENDERED, missing)
             messages = {row[0]: _message(position.feed.name, row[1:]) for row in found_messages}
+            removed = max((seq for seq in unrendered if seq not in messages), default=None)
+            if removed is not None:  # since the page was read: retention, from the oldest
+                if position.cursor is not None:
+                    missed = removed - position.after
+                    raise _missed(position.feed.name, position.cursor, position.inclusive, missed)
+                rows = [(seq, stored) for seq, stored in rows if seq > removed]
             entries = [messages[seq] if stored is None else stored for seq, stored in rows]
         return Page(position.feed, entries, len(found) > limit, position.version)
 
@@ -349,6 +357,16 @@ class Session(ConsumerAdmin):
         """How many messages each feed holds now."""
         rows = self._conn.execute(HELD).all()
         return {name: 0 if oldest is None else last_seq - oldest + 1 for name, last_seq, oldest in rows}
+
+
+def _missed(name: str, cursor: str, inclusive: bool, missed: int) -> Gone:
+    """The 410 of a cursor after (or at) which retention removed `missed` messages unread."""
+    plural = "" if missed == 1 else "s"
+    which = f"{missed} message{plural} from it on" if inclusive else f"{missed} message{plural} after it"
+    return Gone(
+        f"feed {name!r} no longer holds message {cursor!r}: messages were removed, and {which} "
+        "went with them unread; read on from the oldest message kept (the Link header)"
+    )
 
 
 def _before(now: datetime.datetime, seconds: int) -> str:

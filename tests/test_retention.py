@@ -75,6 +75,31 @@ def under_load(client, limits, consumer) -> list[str]:
     return refused
 
 
+def test_messages_removed_between_finding_the_cursor_and_reading_its_page_are_never_skipped(client):
+    """Retention removes messages after the request found the cursor and before it reads the
+    page. Each statement of a read sees what is committed when it runs (READ COMMITTED on the
+    database servers, database.py; pysqlite begins no transaction for a read): the answer is
+    the 410, never a page that starts further on (seen: 8 publishers, prune looping, and a
+    consumer on MariaDB skipped four messages unseen)."""
+    from atommq import config
+    from atommq.app import open_store
+    from atommq.errors import Gone
+
+    ids = publish_many(client, "jobs", 8)
+    store = open_store(config.load(client.env))
+    try:
+        # After m1, with m0..m3 removed; then from m5 on, with m4..m6 removed.
+        for cursor, inclusive, removed, which in ((1, False, 4, "after it"), (5, True, 3, "from it on")):
+            with store.transaction() as session:
+                position = session.locate("jobs", ids[cursor], inclusive)
+                remove_oldest(client, "jobs", removed)
+                with pytest.raises(Gone) as gone:
+                    session.read(position, 10)
+                assert f"2 messages {which} went with them unread" in str(gone.value)
+    finally:
+        store.close()
+
+
 def test_a_cursor_on_a_removed_message_is_410_with_what_was_missed_and_where_to_go_on(client):
     ids = publish_many(client, "jobs", 6)
     remove_oldest(client, "jobs", 4)  # m0..m3 gone; m4, m5 kept
@@ -246,7 +271,16 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
             ids = response.ids()
             seen.extend(seq_in(i.removeprefix("urn:uuid:"), feed_uuid) for i in ids)
             cursor = ids[-1] if ids else cursor
-            time.sleep(0.3)  # a slow consumer: it falls behind the rule, and is told
+            if ids and not gaps:  # a slow consumer, sure to fall behind the rule once, and be told
+                deadline = time.monotonic() + 60
+                while oldest() <= (seen[-1] or 0) + 1 and time.monotonic() < deadline and not done.is_set():
+                    time.sleep(0.05)
+            else:
+                time.sleep(0.3)
+
+    def oldest() -> int:
+        first = client.get("/feed=jobs").ids()[0]
+        return seq_in(first.removeprefix("urn:uuid:"), feed_uuid) or 0
 
     def last_id() -> str:
         return client.get("/feed=jobs?last=1").ids()[-1]
@@ -258,7 +292,8 @@ def test_pruning_under_load_keeps_what_the_rule_keeps_in_order_and_tells_every_g
     runs = [run for run in " ".join(map(str, seen)).split("-1")]
     for run in runs:  # between two 410s, each message follows the one before it
         numbers = [int(x) for x in run.split()]
-        assert all(b == a + 1 for a, b in zip(numbers, numbers[1:], strict=False)), numbers
+        breaks = [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]
+        assert not breaks, f"skipped or repeated without a 410: {breaks} in {numbers}"
     assert None not in seen and gaps and all("went with them unread" in gap for gap in gaps), gaps
 
 
