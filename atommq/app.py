@@ -349,13 +349,26 @@ class _App:
         link to log in for it) where the caller may publish. It never waits: its script does."""
         href = self.feed_href(environ, name)
         may, could = self.guard.may(environ, "publish", name)
-        with self.store.transaction() as session:
-            position = session.locate(name, start.cursor, start.inclusive, start.last)
-            tag = f"{position.version}|{HTML_PAGE_SIZE}|{start.asked}|html|{may}|{could}|{self.static_href(environ)}"
-            etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
-            if _matches(environ, etag):
-                return "304 Not Modified", [("ETag", etag), VARY, ("Cache-Control", "private, no-cache")], b""
-            page = session.read(position, HTML_PAGE_SIZE, "html")
+        form = html.form_for(
+            href, f"{self.base(environ)}/login?feed={quote(name, safe='')}", may, could, key=str(uuid.uuid4())
+        )
+        try:
+            with self.store.transaction() as session:
+                position = session.locate(name, start.cursor, start.inclusive, start.last)
+                tag = f"{position.version}|{HTML_PAGE_SIZE}|{start.asked}|html|{may}|{could}|{self.static_href(environ)}"
+                etag = '"' + hashlib.blake2b(tag.encode("utf-8"), digest_size=12).hexdigest() + '"'
+                if _matches(environ, etag):
+                    return (
+                        "304 Not Modified",
+                        [("ETag", etag), VARY, ("Cache-Control", "private, no-cache")],
+                        b"",
+                    )
+                page = session.read(position, HTML_PAGE_SIZE, "html")
+        except NotFound as missing:  # a feed before its first message, or deleted: a page to make it
+            document = html.render_no_feed(
+                name, missing.message, home=self.base(environ), static=self.static_href(environ), form=form
+            )
+            return browser.page(document, status=missing.status)
         next_href = None
         if page.more:
             last = html.article_uuid(page.entries[-1])
@@ -368,13 +381,7 @@ class _App:
             self_href=f"{href}?{start.asked}" if start.asked else href,
             next_href=next_href,
             newest_href=f"{href}?last={HTML_PAGE_SIZE}",
-            form=html.form_for(
-                href,
-                f"{self.base(environ)}/login?feed={quote(name, safe='')}",
-                may,
-                could,
-                key=str(uuid.uuid4()),
-            ),
+            form=form,
         )
         return browser.page(document, etag)
 

@@ -55,7 +55,7 @@ def static_version() -> str:
     return hashlib.blake2b(b"".join(_static().values()), digest_size=6).hexdigest()
 
 
-def page(document: bytes, etag: str | None = None) -> Response:
+def page(document: bytes, etag: str | None = None, status: str = "200 OK") -> Response:
     """An HTML page with its headers: not stored by shared caches (it may hold a form that only
     this user gets)."""
     headers = [
@@ -67,7 +67,7 @@ def page(document: bytes, etag: str | None = None) -> Response:
     ]
     if etag is not None:
         headers.append(("ETag", etag))
-    return "200 OK", headers, document
+    return status, headers, document
 
 
 def static_file(name: str, version: str) -> Response:

@@ -253,6 +253,16 @@ def render_feed(
     return before + articles + after
 
 
+def render_no_feed(name: str, line: str, *, home: str, static: str, form: str) -> bytes:
+    """The page of a feed that does not exist, before its first message or once deleted: the
+    404's line, and the form that makes it (or how to get that form: form_for)."""
+    body = (
+        f'<header><nav><a href="{_e(home)}/">All feeds</a></nav><h1>{_e(name)}</h1></header>\n'
+        f'<main>\n<p class="empty">{_e(line)}</p>\n{form}\n</main>'
+    )
+    return _page(f"{name} · AtomMQ", body, static=static)
+
+
 def form_for(feed_href: str, login_href: str, may_publish: bool, may_log_in: bool, key: str) -> str:
     """The publish form of a feed page for a caller who may publish; for one who may once
     logged in, a link that asks the browser to log in (`login_href`); else nothing."""

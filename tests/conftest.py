@@ -255,6 +255,11 @@ class Client:
         content_type = response.headers.get("content-type", "")
         if response.status == 304:
             assert response.body == b""
+        elif response.status >= 400 and content_type.startswith("text/html"):
+            # The one error a browser gets as a page: a feed not made yet, with the form to make it.
+            assert response.status == 404 and b"created by its" in response.body, response.body
+            if method != "HEAD":
+                validate(content_type, response.body, location)
         elif response.status >= 400:
             assert content_type.startswith("text/plain"), content_type
             if method != "HEAD":

@@ -245,6 +245,25 @@ def test_the_form_is_offered_to_who_may_publish_and_a_login_link_to_who_might(ma
     assert form(feed, "jobs", content="y", headers=login("cron")).status == 303
 
 
+def test_a_feed_before_its_first_message_is_a_page_with_the_form_that_makes_it(make_client, tmp_path):
+    feed = with_rules(make_client, tmp_path, "[publish]\n* = cron\n[read]\n* = @anyone\n")
+    missing = feed.get("/feed=new", Accept=CHROME, **login("cron"))
+    assert missing.status == 404 and missing.headers["content-type"] == "text/html; charset=utf-8"
+    assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+    document = lxml.html.document_fromstring(missing.body)
+    line = "feed 'new' does not exist; it is created by its first message"
+    assert document.findtext(".//main/p") == line and document.findtext(".//h1") == "new"
+    assert document.find(".//form").get("action") == "http://localhost/atommq/feed=new/form"
+    assert form(feed, "new", content="first", headers=login("cron")).status == 303
+    _, made = page(feed, "/feed=new", **login("cron"))
+    assert [p.text for p in made.findall(".//article/pre")] == ["first"]
+    # Who may not publish is told how to log in; every other client still gets the one line.
+    anonymous = lxml.html.document_fromstring(feed.get("/feed=other", Accept=CHROME).body)
+    assert anonymous.find(".//form") is None and anonymous.find(".//p[@class='login']/a") is not None
+    plain = feed.get("/feed=other")
+    assert plain.status == 404 and plain.text == line.replace("new", "other") + "\n"
+
+
 @pytest.mark.http
 def test_the_pages_style_sheet_and_script_are_served_and_cached_at_their_version(client):
     _, document = page(client, "/")
