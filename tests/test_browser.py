@@ -251,12 +251,15 @@ def test_a_message_published_by_another_process_appears_on_an_open_feed_page(
     untitled = publish("--text", '{"disk": 92}', "--type", "application/json")
     reader.wait(lambda: reader.find(f"#m-{untitled}"), what="the second message")
     assert reader.run("return window.notReloaded") is True
-    # What the script built reads as what the server renders once the page is reloaded.
+    # What the script built is what the server renders once the page is reloaded, node for node.
     shown = [reader.find(f"#m-{m}").text for m in (first, message, untitled)]
     assert "application/json" in shown[2] and '{"disk": 92}' in shown[2]
+    markup = "return [...document.querySelectorAll('article')].map(a => a.innerHTML)"
+    built = reader.run(markup)
     reader.get(reader.url)
     assert reader.run("return window.notReloaded") is None
     assert [reader.find(f"#m-{m}").text for m in (first, message, untitled)] == shown
+    assert reader.run(markup) == built
 
 
 @ONE_WAY

@@ -43,13 +43,15 @@
     const meta = el("p", "meta");
     const time = el("time", "", when(item.date_published));
     time.dateTime = item.date_published;
-    if (title) meta.append(time, " "); // without a title the time is the heading, said once
-    else link.append(time);
+    const said = []; // as the server's line: its parts, a space between
+    if (title) said.push(time);
+    else link.append(time); // without a title the time is the heading, said once
     const label = type === "html" || type === "xhtml" ? type + ", shown as its source" : type;
-    if (type !== "text") meta.append(el("span", "type", label), " ");
-    if (item.authors && item.authors.length) meta.append(el("span", "author", "by " + item.authors[0].name));
+    if (type !== "text") said.push(el("span", "type", label));
+    if (item.authors && item.authors.length) said.push(el("span", "author", "by " + item.authors[0].name));
+    said.forEach((part, i) => (i ? meta.append(" ", part) : meta.append(part)));
     node.append(heading);
-    if (meta.firstChild) node.append(meta); // a plain text message without title or author has no line
+    if (said.length) node.append(meta); // a plain text message without title or author has no line
     if (extension.content_encoding === "base64") {
       const size = Math.floor((item.content_text.replace(/=+$/, "").length * 3) / 4);
       const binary = el("p", "content binary", type + ", " + size.toLocaleString("en") + " bytes ");
