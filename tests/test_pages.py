@@ -246,7 +246,8 @@ def test_the_form_is_offered_to_who_may_publish_and_a_login_link_to_who_might(ma
 
 
 def test_a_feed_before_its_first_message_is_a_page_with_the_form_that_makes_it(make_client, tmp_path):
-    feed = with_rules(make_client, tmp_path, "[publish]\n* = cron\n[read]\n* = @anyone\n")
+    rules = "[publish]\n* = cron\n[read]\n* = @anyone\n[admin]\n* = cron\n"
+    feed = with_rules(make_client, tmp_path, rules)
     missing = feed.get("/feed=new", Accept=CHROME, **login("cron"))
     assert missing.status == 404 and missing.headers["content-type"] == "text/html; charset=utf-8"
     assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
@@ -262,6 +263,12 @@ def test_a_feed_before_its_first_message_is_a_page_with_the_form_that_makes_it(m
     assert anonymous.find(".//form") is None and anonymous.find(".//p[@class='login']/a") is not None
     plain = feed.get("/feed=other")
     assert plain.status == 404 and plain.text == line.replace("new", "other") + "\n"
+    # A deleted feed: its page says so, and the form makes it anew.
+    assert feed.request("DELETE", "/feed=new", headers=login("cron")).status == 200
+    gone = feed.get("/feed=new", Accept=CHROME, **login("cron"))
+    document = lxml.html.document_fromstring(gone.body)
+    assert gone.status == 404 and "was deleted on" in document.findtext(".//main/p")
+    assert document.find(".//form").get("action") == "http://localhost/atommq/feed=new/form"
 
 
 @pytest.mark.http
