@@ -287,12 +287,8 @@ class Session(ConsumerAdmin):
             missing = {"pk": position.feed_pk, "seqs": unrendered}
             found_messages = self._conn.execute(UNRENDERED, missing)
             messages = {row[0]: _message(position.feed.name, row[1:]) for row in found_messages}
-            removed = max((seq for seq in unrendered if seq not in messages), default=None)
-            if removed is not None:  # since the page was read: retention, from the oldest
-                if position.cursor is not None:
-                    missed = removed - position.after
-                    raise _missed(position.feed.name, position.cursor, position.inclusive, missed)
-                rows = [(seq, stored) for seq, stored in rows if seq > removed]
+            if len(messages) < len(unrendered):  # retention removed some since the page was read:
+                return self.read(position, limit, form)  # again (for a cursor, the 410 above)
             entries = [messages[seq] if stored is None else stored for seq, stored in rows]
         return Page(position.feed, entries, len(found) > limit, position.version)
 

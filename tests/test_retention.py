@@ -100,6 +100,43 @@ def test_messages_removed_between_finding_the_cursor_and_reading_its_page_are_ne
         store.close()
 
 
+def test_messages_removed_while_a_page_of_old_messages_is_rendered_are_told_or_not_shown(client):
+    """Messages stored before the renderings columns are rendered on read, by a second
+    statement: retention may remove some of the page in between. A cursor's page is then the
+    410; a page without a cursor starts where the feed now does (it was a page with no
+    messages and a next link)."""
+    from atommq import config
+    from atommq.app import open_store
+    from atommq.errors import Gone
+
+    ids = publish_many(client, "jobs", 8)
+    engine = sa.create_engine(client.database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE atommq_messages SET atom = NULL"))
+    engine.dispose()
+    removing: list[int] = []
+
+    def remove_before_rendering(conn, cursor, statement, parameters, context, executemany) -> None:
+        if removing and "atommq_messages.seq IN" in statement:  # the unrendered messages
+            remove_oldest(client, "jobs", removing.pop())
+
+    store = open_store(config.load(client.env))
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", remove_before_rendering)
+    try:
+        with store.transaction() as session:
+            position = session.locate("jobs", ids[1], False)
+            removing.append(4)  # m0..m3: m2 and m3, after the cursor, go unread
+            with pytest.raises(Gone) as gone:
+                session.read(position, 10)
+            assert "2 messages after it went with them unread" in str(gone.value)
+            removing.append(2)  # m4 and m5, the whole page of two read without a cursor
+            page = session.read(session.locate("jobs", None, False), 2)
+        assert not removing and [m.id for m in page.entries] == ids[6:8] and not page.more
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", remove_before_rendering)
+        store.close()
+
+
 def test_a_cursor_on_a_removed_message_is_410_with_what_was_missed_and_where_to_go_on(client):
     ids = publish_many(client, "jobs", 6)
     remove_oldest(client, "jobs", 4)  # m0..m3 gone; m4, m5 kept
