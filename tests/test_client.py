@@ -246,6 +246,15 @@ def test_a_consumer_killed_at_any_moment_loses_no_message(server, tmp_path):
             continue
         assert consumer.returncode == 0
         break
+    else:  # a busy machine: every run was killed before the end; one more, left to finish
+        for _ in range(50):
+            finished = atommq(
+                "consume", url, "--state", "cursor", "--", sys.executable, "-c", slow, cwd=tmp_path
+            )
+            if finished.returncode != EXIT_LOCKED:
+                break
+            time.sleep(0.1)
+        assert finished.returncode == 0, finished.stderr
     seen = [i for i, _ in logged(tmp_path)]
     collapsed = [i for n, i in enumerate(seen) if n == 0 or seen[n - 1] != i]
     assert collapsed == ids, "a message was lost, reordered, or repeated after another"
